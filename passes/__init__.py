@@ -1,0 +1,1 @@
+"""Graph-to-graph passes over `c2compile.ir.Graph` (see ../shared/DESIGN.md)."""

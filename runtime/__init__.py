@@ -1,0 +1,1 @@
+"""Runtime: workspaces, the numpy reference executor (and later compiled nets)."""

@@ -1,0 +1,151 @@
+"""Workspaces: named blobs plus the nets created in them, as in Caffe2.
+
+A `Workspace` owns its blobs (numpy arrays, or host objects such as DB readers) and its
+created nets. Every run goes through `run_ops`, which commits the run's writes only when it
+succeeded: a failing RunNet/RunOperatorOnce leaves the blobs as they were.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import MutableMapping
+from typing import Any, Iterable
+
+import numpy as np
+
+from c2compile.errors import BlobError, NetError, ProtoError
+from c2compile.ops.schema import BoundOp, bind
+from c2compile.runtime import reference
+
+
+def _to_netdef(net):
+    """Accept a NetDef, a core.Net (anything with .Proto()) or serialized bytes."""
+    from c2compile.proto import caffe2_pb2
+    if hasattr(net, "Proto"):
+        return net.Proto()
+    if isinstance(net, caffe2_pb2.NetDef):
+        return net
+    if isinstance(net, (bytes, bytearray)):
+        return parse_netdef(bytes(net))
+    raise TypeError(f"expected a NetDef, core.Net or serialized NetDef bytes, got {type(net).__name__}")
+
+
+def parse_netdef(data: bytes, what: str = "NetDef"):
+    """Parse serialized NetDef bytes, turning protobuf's DecodeError into a ProtoError."""
+    from google.protobuf.message import DecodeError
+    from c2compile.proto import caffe2_pb2
+    net = caffe2_pb2.NetDef()
+    try:
+        net.ParseFromString(data)
+    except DecodeError as e:
+        raise ProtoError(f"cannot parse {what} ({len(data)} bytes): {e}; the file is "
+                         "truncated or not a serialized caffe2.NetDef") from None
+    return net
+
+
+def bind_ops(ops: Iterable, net_name: str | None = None, device_option=None) -> list[BoundOp]:
+    """Bind every OperatorDef; a net-level device option applies to ops that have none."""
+    bound = []
+    for i, proto in enumerate(ops):
+        if device_option is not None and not proto.HasField("device_option"):
+            p = type(proto)()
+            p.CopyFrom(proto)
+            p.device_option.CopyFrom(device_option)
+            proto = p
+        bound.append(bind(proto, i, net_name))
+    return bound
+
+
+class CreatedNet:
+    """A net created in a workspace: its NetDef and bound ops, ready to run many times."""
+
+    def __init__(self, netdef):
+        self.netdef = netdef
+        self.name = netdef.name
+        dev = netdef.device_option if netdef.HasField("device_option") else None
+        self.ops = bind_ops(netdef.op, netdef.name, dev)
+
+    def run(self, ws: "Workspace") -> None:
+        ws.run_ops(self.ops)
+
+
+class BlobStore:
+    """Feed/fetch with Caffe2's copy semantics over a `blobs` mapping."""
+    name: str
+    root_folder: str
+    blobs: MutableMapping[str, Any]
+
+    def feed(self, name: str, value) -> None:
+        if not isinstance(name, str) or not name:
+            raise BlobError(f"blob name must be a non-empty string, got {name!r}")
+        if isinstance(value, np.ndarray) or np.isscalar(value) or isinstance(value, (list, tuple)):
+            value = np.array(value, copy=True)  # the caller may keep mutating its array
+            if value.dtype.kind == "U":
+                value = value.astype(object)
+        self.blobs[name] = value
+
+    def fetch(self, name: str):
+        try:
+            value = self.blobs[name]
+        except KeyError:
+            raise BlobError(f"blob '{name}' does not exist in workspace '{self.name}'") from None
+        return value.copy() if isinstance(value, np.ndarray) else value
+
+
+class RunView(BlobStore):
+    """A workspace as one run sees it: reads fall through, writes stay until committed."""
+
+    def __init__(self, ws: "Workspace"):
+        self.name, self.root_folder = ws.name, ws.root_folder
+        self.blobs = reference.Overlay(ws.blobs)
+
+
+class Workspace(BlobStore):
+    def __init__(self, name: str, root_folder: str | None = None):
+        self.name = name
+        self.root_folder = root_folder or os.getcwd()
+        self.blobs: dict[str, Any] = {}
+        self.nets: dict[str, CreatedNet] = {}
+
+    def run_ops(self, ops: list[BoundOp]) -> None:
+        """Run `ops`; their writes are committed only if every op succeeded."""
+        view = RunView(self)
+        reference.run_ops(ops, view)
+        self.blobs.update(view.blobs.writes)
+
+    def create_net(self, netdef, overwrite: bool = False,
+                   check_inputs: set[str] | None = None) -> CreatedNet:
+        """Bind `netdef` and keep it under its name.
+
+        With `check_inputs` (a set of names that will be fed later), every blob an op reads
+        must exist now, be in that set, or be written by an earlier op, as Caffe2 enforced.
+        """
+        name = netdef.name
+        if not name:
+            raise NetError("cannot create a net without a name (set NetDef.name)")
+        if name in self.nets and not overwrite:
+            raise NetError(f"net '{name}' already exists in workspace '{self.name}'; "
+                           "pass overwrite=True to replace it")
+        net = CreatedNet(netdef)
+        if check_inputs is not None:
+            self._check_inputs_exist(net.ops, check_inputs)
+        self.nets[name] = net
+        return net
+
+    def _check_inputs_exist(self, ops: list[BoundOp], later: set[str]) -> None:
+        available = set(self.blobs) | later
+        for op in ops:
+            for blob in op.inputs:
+                if blob not in available:
+                    raise op.error(BlobError, f"input blob '{blob}' does not exist: it is not "
+                                   "in the workspace and no earlier op of the net writes it",
+                                   blob=blob)
+            available.update(op.outputs)
+
+    def run_net(self, name: str, num_iter: int = 1) -> None:
+        try:
+            net = self.nets[name]
+        except KeyError:
+            raise NetError(f"net '{name}' does not exist in workspace '{self.name}' "
+                           "(call CreateNet first)") from None
+        for _ in range(num_iter):
+            net.run(self)

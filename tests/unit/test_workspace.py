@@ -1,0 +1,139 @@
+"""workspace API: Caffe2's behaviour, errors, and that failures leave blobs untouched."""
+import numpy as np
+import pytest
+
+from c2compile import core, workspace
+from c2compile.errors import ArgumentError, BlobError, NetError, ProtoError, UnsupportedError
+
+
+def test_feed_fetch_copy_semantics():
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    assert workspace.FeedBlob("x", x)
+    x[0, 0] = 100  # the workspace has its own copy
+    got = workspace.FetchBlob("x")
+    assert got[0, 0] == 0
+    got[0, 1] = 100  # and so has the caller
+    assert workspace.FetchBlob("x")[0, 1] == 1
+    assert workspace.HasBlob("x") and workspace.Blobs() == ["x"]
+    assert workspace.FetchBlobs(["x"])[0].shape == (2, 3)
+    workspace.blobs["y"] = np.ones(2)
+    assert "y" in workspace.blobs and workspace.blobs["y"].tolist() == [1, 1]
+
+
+def test_switch_and_reset():
+    workspace.FeedBlob("a", np.zeros(1))
+    with pytest.raises(NetError):
+        workspace.SwitchWorkspace("nope")
+    workspace.SwitchWorkspace("other", True)
+    assert workspace.CurrentWorkspace() == "other" and workspace.Blobs() == []
+    workspace.SwitchWorkspace("default")
+    assert workspace.Blobs() == ["a"]
+    workspace.ResetWorkspace()
+    assert workspace.Blobs() == []
+
+
+def test_fetch_missing_blob():
+    with pytest.raises(BlobError, match="'nope'"):
+        workspace.FetchBlob("nope")
+
+
+def test_create_and_run_net():
+    net = core.Net("n")
+    net.ConstantFill([], "c", shape=[2], value=3.0)
+    net.Relu("c", "r")
+    workspace.CreateNet(net)
+    with pytest.raises(NetError, match="already exists"):
+        workspace.CreateNet(net)
+    workspace.CreateNet(net, overwrite=True)
+    assert workspace.RunNet(net.Name(), num_iter=2)
+    assert workspace.FetchBlob("r").tolist() == [3, 3]
+    with pytest.raises(NetError, match="'unknown'"):
+        workspace.RunNet("unknown")
+
+
+def test_create_net_checks_inputs_exist():
+    net = core.Net("needs_x")
+    net.Relu("X", "Y")
+    with pytest.raises(BlobError) as e:
+        workspace.CreateNet(net)
+    assert "op #0 (Relu" in str(e.value) and "'X'" in str(e.value)
+    workspace.FeedBlob("X", np.ones(3, np.float32))
+    workspace.CreateNet(net)
+    workspace.RunNet(net)
+
+
+def test_failing_run_leaves_workspace_unchanged():
+    workspace.FeedBlob("X", np.ones((2, 3), np.float32))
+    workspace.FeedBlob("W", np.ones((4, 5), np.float32))  # wrong K for FC
+    workspace.FeedBlob("b", np.ones(4, np.float32))
+    net = core.Net("fails")
+    net.Relu("X", "X")  # in place: would overwrite X before the failure
+    net.FC(["X", "W", "b"], "Y")
+    before = {n: workspace.FetchBlob(n) for n in workspace.Blobs()}
+    with pytest.raises(Exception) as e:
+        workspace.RunNetOnce(net)
+    assert "op #1 (FC" in str(e.value)
+    assert workspace.Blobs() == sorted(before)
+    for n, v in before.items():
+        np.testing.assert_array_equal(workspace.FetchBlob(n), v)
+
+
+def test_unknown_op_and_argument_errors():
+    with pytest.raises(UnsupportedError, match="Rleu.*Relu"):
+        workspace.RunOperatorOnce(core.CreateOperator("Rleu", ["X"], ["Y"]))
+    workspace.FeedBlob("X", np.ones(3, np.float32))
+    with pytest.raises(ArgumentError, match="alhpa"):
+        workspace.RunOperatorOnce(core.CreateOperator("LeakyRelu", ["X"], ["Y"], alhpa=0.2))
+    with pytest.raises(ArgumentError, match="'alpha'"):
+        workspace.RunOperatorOnce(core.CreateOperator("LeakyRelu", ["X"], ["Y"], alpha="x"))
+    with pytest.raises(BlobError, match="'nope'"):
+        workspace.RunOperatorOnce(core.CreateOperator("Relu", ["nope"], ["Y"]))
+    assert workspace.Blobs() == ["X"]
+
+
+def test_truncated_protobuf():
+    net = core.Net("n")
+    net.Relu("X", "Y")
+    data = net.Proto().SerializeToString()
+    with pytest.raises(ProtoError, match="predict_net"):
+        workspace.Predictor(b"", data[:-2])
+
+
+def test_predictor_runs_in_its_own_workspace():
+    init = core.Net("init")
+    init.GivenTensorFill([], "W", shape=[2, 3], values=[1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    init.ConstantFill([], "b", shape=[2], value=0.5)
+    pred = core.Net("pred")
+    pred.AddExternalInput("data", "W", "b")
+    pred.FC(["data", "W", "b"], "out")
+    pred.AddExternalOutput("out")
+    p = workspace.Predictor(init.Proto().SerializeToString(), pred.Proto().SerializeToString())
+    x = np.ones((1, 3), np.float32)
+    (y,) = p.run([x])
+    np.testing.assert_allclose(y, [[6.5, 15.5]])
+    (y2,) = p.run({"data": x})
+    np.testing.assert_array_equal(y, y2)
+    assert workspace.Blobs() == []
+
+
+def test_python_op_sees_this_runs_writes_and_errors_pass_through():
+    def double(inputs, outputs, ws):
+        # "a" was written by the previous op of this same run, not yet committed.
+        outputs[0].feed(ws.blobs["a"].fetch() * 2)
+
+    net = core.Net("py")
+    net.ConstantFill([], "a", shape=[2], value=3.0)
+    net.Python(double, pass_workspace=True)([], ["b"], some_user_arg=7)
+    workspace.RunNetOnce(net)
+    assert workspace.FetchBlob("b").tolist() == [6, 6]
+
+    def bad(inputs, outputs):
+        raise ValueError("user bug")
+
+    net = core.Net("py_bad")
+    net.ConstantFill([], "c", shape=[1], value=1.0)
+    net.Python(bad)([], ["d"])
+    with pytest.raises(ValueError, match="user bug") as e:  # the user's own exception type
+        workspace.RunNetOnce(net)
+    assert any("op #1 (Python" in n for n in e.value.__notes__)
+    assert not workspace.HasBlob("c")  # the failed run committed nothing
