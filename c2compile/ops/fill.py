@@ -27,6 +27,10 @@ SHAPE_ARGS = (
     Arg("shape", "ints", None, "output shape when the op has no input"),
     Arg("extra_shape", "ints", None, "dims appended to the input-derived shape"),
     Arg("input_as_shape", "bool", False, "the input is a 1-D int64 tensor holding the shape"),
+    # Pre-1.0 Caffe2 fills ran only on their first run unless run_once=0; Caffe2 1.x dropped
+    # the argument and fills on every run. The basics tutorial still passes run_once=0, so
+    # it is accepted, and behaves as in 1.x: every run fills.
+    Arg("run_once", "bool", False, "legacy, no effect (as in Caffe2 1.x)"),
 )
 
 
