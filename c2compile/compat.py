@@ -21,12 +21,15 @@ How: `install()` puts a finder first on `sys.meta_path` that answers every `caff
 * `caffe2.python.workspace` is a thin view of `c2compile.workspace` that adds what Caffe2's
   workspace module had from its C extension: `C`, `Workspace` (a standalone workspace),
   `has_gpu_support`, `has_cuda_support`, `has_hip_support`, `GpuDeviceType`, `NumGpuDevices`,
-  `RegisteredOperators`, ... (the device flags say which backends `c2compile.device_checker`
-  has). Attributes set on it are set on `c2compile.workspace`.
+  `RegisteredOperators`, `GetCuDNNVersion` (0: no cuDNN), ... (the device flags say which
+  backends `c2compile.device_checker` has). Attributes set on it are set on
+  `c2compile.workspace`.
 * small stand-ins: `_import_c_extension` (= `workspace.C`), `serialized_test.serialized_test_util`
   (`SerializedTestCase`, `given` = hypothesis.given: no serialized data is compared),
-  `mkl_test_util` (no MKL-DNN device), `build`, `net_builder` and, until c2compile has one,
-  `net_drawer` (whose functions raise: it lands with issue 5).
+  `mkl_test_util` (no MKL-DNN device), `hip_test_util` (`run_in_hip`), `build`, `net_builder`
+  and, until c2compile has them, `net_drawer` (whose functions raise: it lands with issue 5),
+  `brew` and `model_helper` (importable, so that a test file that imports them at the top
+  still runs its other tests; using them raises C2Error).
 * any other `caffe2.*` name raises ModuleNotFoundError saying what compat provides.
 
 A real Caffe2 install is shadowed only if it was not imported yet: when `caffe2` is already
@@ -37,11 +40,13 @@ installs anyway. `uninstall()` removes the finder and every `caffe2*` module it 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
 import sys
+import threading
 import types
 import unittest
 import warnings
@@ -49,6 +54,7 @@ import warnings
 from c2compile.errors import C2Error
 
 ISSUE_NET_DRAWER = "issue 5"
+ISSUE_MODEL_HELPER = "a later issue"
 
 # caffe2 module -> the c2compile module it is.
 _ALIASES = {
@@ -158,6 +164,8 @@ def _build_c_extension(name: str) -> types.ModuleType:
 # ----------------------------------------------------------------------------- workspace view
 
 def _workspace_extras() -> dict:
+    import numpy as np
+
     from c2compile import device_checker
     from c2compile.proto import caffe2_pb2
     gpu = caffe2_pb2.CUDA
@@ -173,6 +181,13 @@ def _workspace_extras() -> dict:
         "RegisteredOperators": lambda: _registered_operators,
         "is_asan": lambda: False,
         "has_fbgemm": lambda: False,
+        # What Caffe2 built without CUDA answered: no CUDA/cuDNN library (a "CUDNN" engine
+        # runs the default engine here), no device properties.
+        "GetCUDAVersion": lambda: (lambda: 0),
+        "GetCuDNNVersion": lambda: (lambda: 0),
+        "GetDeviceProperties": lambda: (lambda device_id: None),
+        "GetGpuPeerAccessPattern": lambda: (lambda: np.array([])),
+        "GetGPUMemoryInfo": lambda: (lambda: None),
     }
 
 
@@ -227,12 +242,24 @@ def _build_serialized_test_util(name: str) -> types.ModuleType:
     mod = _module(name, "Stand-in for Caffe2's serialized_test_util: serialized outputs are "
                         "neither written nor compared; the hypothesis checks run as usual.")
 
+    output_context = threading.local()
+
     class SerializedTestCase(hu.HypothesisTestCase):
         should_serialize = False
 
         def assertSerializedOperatorChecks(self, inputs, outputs, gradient_operator, op,
                                            device_option, atol=1e-7, rtol=1e-7):
             """Caffe2 compared with outputs stored in its source tree; nothing to compare."""
+
+        @contextlib.contextmanager
+        def set_disable_serialized_check(self, val: bool):
+            """Caffe2's switch for the stored-output comparison (which never runs here)."""
+            orig = getattr(output_context, "disable_serialized_check", False)
+            output_context.disable_serialized_check = val
+            try:
+                yield
+            finally:
+                output_context.disable_serialized_check = orig
 
     SerializedTestCase.__module__ = name
 
@@ -251,6 +278,11 @@ def _build_serialized_test_util(name: str) -> types.ModuleType:
     mod.SerializedTestCase = SerializedTestCase
     mod.testWithArgs = testWithArgs
     mod.operator_test_type = "operator_test"
+    mod._output_context = output_context
+    # Where Caffe2 kept the stored outputs; nothing is read from or written to it here.
+    mod.DATA_SUFFIX = "data"
+    mod.TOP_DIR = ""
+    mod.DATA_DIR = mod.DATA_SUFFIX
     return mod
 
 
@@ -274,6 +306,19 @@ def _build_mkl_test_util(name: str) -> types.ModuleType:
     return mod
 
 
+def _build_hip_test_util(name: str) -> types.ModuleType:
+    from c2compile.proto import caffe2_pb2
+
+    mod = _module(name, "Caffe2's hip_test_util: whether a test's devices include HIP (ROCm).")
+
+    def run_in_hip(gc, dc):
+        return gc.device_type == caffe2_pb2.HIP or \
+            caffe2_pb2.HIP in {d.device_type for d in dc}
+
+    mod.run_in_hip = run_in_hip
+    return mod
+
+
 def _net_drawer_unavailable(*args, **kwargs):
     raise C2Error(f"caffe2.python.net_drawer lands with {ISSUE_NET_DRAWER}: c2compile cannot "
                   "draw nets yet")
@@ -288,6 +333,43 @@ def _build_net_drawer(name: str) -> types.ModuleType:
     mod.OP_STYLE = {"shape": "box", "color": "#0F9D58", "style": "filled",
                     "fontcolor": "#FFFFFF"}
     mod.BLOB_STYLE = {"shape": "octagon"}
+    return mod
+
+
+def _placeholder_error(module: str, what: str) -> C2Error:
+    return C2Error(f"caffe2.python.{module}.{what}: c2compile has no {module} module yet (it "
+                   f"lands with {ISSUE_MODEL_HELPER}); build nets with core.Net")
+
+
+class _ModelHelperUnavailable:
+    def __init__(self, *args, **kwargs):
+        raise _placeholder_error("model_helper", "ModelHelper")
+
+
+def _build_model_helper(name: str) -> types.ModuleType:
+    mod = _module(name, f"Placeholder: model_helper lands with {ISSUE_MODEL_HELPER}; "
+                        "ModelHelper raises C2Error.")
+    mod.ModelHelper = _ModelHelperUnavailable
+    return mod
+
+
+class _BrewView(types.ModuleType):
+    """Every `brew.<helper>` is a function that raises C2Error."""
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+
+        def unavailable(*args, **kwargs):
+            raise _placeholder_error("brew", name)
+        unavailable.__name__ = name
+        return unavailable
+
+
+def _build_brew(name: str) -> types.ModuleType:
+    mod = _BrewView(name, f"Placeholder: brew lands with {ISSUE_MODEL_HELPER}; every helper "
+                          "raises C2Error.")
+    mod.__c2compile_compat__ = True
     return mod
 
 
@@ -319,7 +401,11 @@ _BUILDERS = {
     "caffe2.python.mkl_test_util": _build_mkl_test_util,
     "caffe2.python.build": _build_build,
     "caffe2.python.net_builder": _build_net_builder,
-    "caffe2.python.net_drawer": _build_net_drawer,  # unless c2compile.net_drawer exists
+    "caffe2.python.hip_test_util": _build_hip_test_util,
+    # placeholders, unless c2compile has the module (then _OPTIONAL_ALIASES serves it)
+    "caffe2.python.net_drawer": _build_net_drawer,
+    "caffe2.python.brew": _build_brew,
+    "caffe2.python.model_helper": _build_model_helper,
 }
 
 

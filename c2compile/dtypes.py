@@ -44,3 +44,19 @@ def from_numpy(dtype) -> int:
 
 def name(data_type: int) -> str:
     return _NAMES.get(int(data_type), f"<DataType {data_type}>")
+
+
+def as_string_tensor(array: np.ndarray) -> np.ndarray:
+    """What Caffe2 stores when fed a numpy array of strings: an object array of bytes.
+
+    Caffe2 keeps strings as std::string, so an array of kind U or S, or an object array of
+    str/bytes, comes back from FetchBlob as bytes objects (str encoded as UTF-8). Any other
+    array is returned unchanged (not copied).
+    """
+    if array.dtype.kind not in "USO":
+        return array
+    if array.dtype.kind == "O" and not all(isinstance(v, (str, bytes)) for v in array.flat):
+        return array
+    out = np.empty(array.shape, dtype=object)
+    out.flat[:] = [v.encode("utf-8") if isinstance(v, str) else bytes(v) for v in array.flat]
+    return out

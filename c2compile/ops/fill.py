@@ -295,7 +295,10 @@ def _typed_given_fill(type_, kind, np_dtype):
     what = "bytes objects" if np.dtype(np_dtype) == object else str(np.dtype(np_dtype))
     fill.__doc__ = f"The output holds `values` as {what} in the fill's shape."
     return _fill_op(type_, dtype=np_dtype,
-                    args=[Arg("values", kind, REQUIRED, "the output's elements, row-major")])(fill)
+                    args=[Arg("values", kind, REQUIRED, "the output's elements, row-major"),
+                          Arg("dtype", "int", None,
+                              "ignored, as Caffe2 ignores it here: the op's type fixes the "
+                              "output's (only GivenTensorFill reads dtype)")])(fill)
 
 
 given_tensor_double_fill = _typed_given_fill("GivenTensorDoubleFill", "floats", np.float64)

@@ -91,9 +91,12 @@ def _bn_check(ctx, X, scale, bias, mean, var):
     if not 0 <= a.momentum <= 1:
         ctx.fail(f"momentum={a.momentum}; must be in [0, 1]", cls=ArgumentError)
     order = _order(ctx)
-    if a.num_batches != 1:
-        ctx.unsupported(f"num_batches={a.num_batches} (multi-batch statistics from the "
-                        "sums/sumsq inputs) is not implemented; only num_batches=1")
+    if a.num_batches < 1:
+        ctx.fail(f"num_batches={a.num_batches}; must be >= 1", cls=ArgumentError)
+    if not is_test and a.num_batches > 1 and ctx.num_inputs != 7:
+        ctx.fail(f"num_batches={a.num_batches} takes the batch statistics from inputs 5 and 6 "
+                 f"(sums and sums of squares over the batches); got {ctx.num_inputs} inputs",
+                 cls=ArgumentError)
     if not is_test:
         for i, o in ((3, 1), (4, 2)):
             if ctx.inputs[i] != ctx.outputs[o]:
@@ -116,8 +119,20 @@ def _bn_check(ctx, X, scale, bias, mean, var):
     return order, C
 
 
-def _bn_infer(ctx, X, scale, bias, mean, var, *_sums):
+def _bn_check_sums(ctx, order, C, X, sums) -> None:
+    """With num_batches > 1 (training), inputs 5 and 6 hold C float32 values each."""
+    if ctx.args.is_test or ctx.args.num_batches == 1:
+        return
+    for i, t in enumerate(sums, 5):
+        _type(ctx, i, t)
+        if C is not None and t.shape is not None and t.size != C:
+            ctx.fail(f"input {i} '{ctx.inputs[i]}' has shape {list(t.shape)}; expected {C} "
+                     f"elements (C of {order} input {list(X.shape)})", blob=ctx.inputs[i])
+
+
+def _bn_infer(ctx, X, scale, bias, mean, var, *sums):
     order, C = _bn_check(ctx, X, scale, bias, mean, var)
+    _bn_check_sums(ctx, order, C, X, sums)
     y = TensorType(X.shape, F32)
     if ctx.num_outputs == 1:
         return [y]
@@ -131,16 +146,21 @@ def _bn_infer(ctx, X, scale, bias, mean, var, *_sums):
           Arg("momentum", "float", 0.9), Arg("order", "str", "NCHW"),
           Arg("num_batches", "int", 1)],
     infer=_bn_infer)
-def spatial_bn(ctx, X, scale, bias, mean, var, *_sums):
+def spatial_bn(ctx, X, scale, bias, mean, var, *sums):
     """Batch normalization over every axis but C.
 
     Test mode: Y = (X - mean) / sqrt(var + eps) * scale + bias with the given estimates.
-    Training mode: batch mean and biased variance; outputs Y, running_mean, running_var
-    (running = momentum * running + (1 - momentum) * batch, updated in place; a running
-    input whose size is not C starts from zeros), saved_mean, saved_inv_var
-    (= 1 / sqrt(var + eps), an inverse std despite the name).
+    Training mode: batch mean and biased variance normalize Y; outputs Y, running_mean,
+    running_var (running = momentum * running + (1 - momentum) * batch, updated in place;
+    the variance folded in is the *unbiased* one, batch var * n / (n - 1) for n values per
+    channel, so NaN when n = 1, as in Caffe2 1.10; a running input whose size is not C starts
+    from zeros), saved_mean, saved_inv_var (= 1 / sqrt(var + eps), an inverse std despite the
+    name). With num_batches = k > 1 the batch statistics come from inputs 5 and 6, the sums
+    and sums of squares of k batches like X: mean = sum / (k n), var = sumsq / (k n) - mean^2,
+    and the running variance's n is k n.
     """
     order, C = _bn_check(ctx, *(TensorType(v.shape, v.dtype) for v in (X, scale, bias, mean, var)))
+    _bn_check_sums(ctx, order, C, X, [TensorType(v.shape, v.dtype) for v in sums])
     a = ctx.args
     eps = np.float64(np.float32(a.epsilon))
     x = X.astype(np.float64)
@@ -160,17 +180,23 @@ def spatial_bn(ctx, X, scale, bias, mean, var, *_sums):
         zero = np.zeros(C, np.float32)
         return (X.astype(np.float32).copy(), run_mean.astype(np.float32),
                 run_var.astype(np.float32), zero, zero.copy())
-    with np.errstate(invalid="ignore", divide="ignore"):  # HxW == 0: NaN, as Caffe2
+    with np.errstate(invalid="ignore", divide="ignore"):  # HxW == 0 or n == 1: NaN, as Caffe2
         count = np.float64(X.size // C if C else 0)
-        bmean = x.sum(axis=red) / count
-        bvar = np.square(x - bmean.reshape(ch)).sum(axis=red) / count
+        if a.num_batches > 1:
+            count *= a.num_batches
+            bmean = sums[0].astype(np.float64).reshape(C) / count
+            bvar = sums[1].astype(np.float64).reshape(C) / count - np.square(bmean)
+        else:
+            bmean = x.sum(axis=red) / count
+            bvar = np.square(x - bmean.reshape(ch)).sum(axis=red) / count
         rstd = 1.0 / np.sqrt(bvar + eps)
+        unbiased = bvar * (count / (count - 1))
     alpha = sc * rstd
     beta = bi - alpha * bmean
     Y = (x * alpha.reshape(ch) + beta.reshape(ch)).astype(np.float32)
     f32 = np.float32
     return (Y, (m * run_mean + (1 - m) * bmean).astype(f32),
-            (m * run_var + (1 - m) * bvar).astype(f32), bmean.astype(f32), rstd.astype(f32))
+            (m * run_var + (1 - m) * unbiased).astype(f32), bmean.astype(f32), rstd.astype(f32))
 
 
 # ----------------------------------------------------------------------------- Softmax

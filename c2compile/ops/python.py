@@ -87,7 +87,7 @@ class TensorCPU:
         if not isinstance(array, np.ndarray):
             raise TypeError("TensorCPU.feed expects a numpy array, got "
                             f"{type(array).__name__}")
-        self._array = array.astype(object) if array.dtype.kind == "U" else array.copy()
+        self._array = dtypes.as_string_tensor(array.copy())
 
     def fetch(self) -> np.ndarray:
         return self._get().copy()

@@ -81,7 +81,9 @@ def _define_reduce(type_: str, dtypes, kernel, empty, doc: str) -> None:
     op(type_, inputs=1, outputs=1, infer=infer,
        args=[Arg("axes", "ints", None, "axes to reduce (negative count from the end); "
                  "absent or empty: all"),
-             Arg("keepdims", "bool", True, "keep reduced axes as size 1")])(reference)
+             Arg("keepdims", "bool", True, "keep reduced axes as size 1"),
+             Arg("allow_broadcast_fastpath", "bool", False,
+                 "a speed hint for the gradient; results are unchanged")])(reference)
 
 
 def _zero(dt):
@@ -299,7 +301,9 @@ def _swl_infer(ctx, X, T, *W):
           Arg("label_prob", "bool", False, "labels are probability distributions (float)"),
           Arg("axis", "int", 1, "logits are flattened to N x D at this axis"),
           Arg("order", "str", "NCHW", "only NCHW"),
-          Arg("spatial", "bool", False, "pre-1.0 spatial mode (not implemented)")])
+          Arg("spatial", "bool", False, "pre-1.0 spatial mode (not implemented)"),
+          Arg("only_loss", "bool", False,
+              "a memory hint for the gradient; Caffe2 1.10's CPU op writes P all the same")])
 def softmax_with_loss(ctx, X, T, *W):
     """P = softmax(logits) over N x D rows; loss = scale * weighted mean cross entropy."""
     _swl_infer(ctx, *(TensorType(a.shape, a.dtype) for a in (X, T, *W)))

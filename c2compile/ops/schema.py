@@ -51,6 +51,8 @@ ARG_KINDS = ("int", "float", "bool", "str", "bytes", "ints", "floats", "strs", "
 ENGINE_HINT_ARGS = frozenset({
     "use_cudnn", "cudnn_exhaustive_search", "exhaustive_search", "ws_nbytes_limit",
     "shared_buffer", "float16_compute", "deterministic", "convolution_transform_strategy",
+    # cuDNN's algorithm choice for Conv/ConvTranspose (Caffe2's conv_test passes them)
+    "force_algo", "force_algo_fwd", "force_algo_dgrad", "force_algo_wgrad",
 })
 
 

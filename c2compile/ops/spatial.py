@@ -189,8 +189,8 @@ def _window_args(ctx, *, pool: bool = False, transpose: bool = False) -> _Window
                 # Caffe2 accepts adj == stride but then reads past its column buffer
                 _fail_arg(ctx, f"adj {adj} must be smaller than stride {st}")
     if global_pooling:
-        # Caffe2 overwrites the kernel with the input size; _geometry accepts only kernel
-        # values that say the same (0, as real nets write, or the actual size).
+        # Caffe2 overwrites the kernel with the input size (so _geometry ignores it), and
+        # enforces that pads, strides and dilations are left at their defaults.
         if (stride is not None and any(s != 1 for s in stride)) or \
                 (pads is not None and any(p != 0 for p in pads)) or \
                 (dilation is not None and any(d != 1 for d in dilation)):
@@ -275,7 +275,7 @@ def _size_and_pad(ctx, legacy: int, size: int, k: int, s: int, d: int, head: int
 def _geometry(ctx, wa: _WindowArgs, x_shape, *, what="X", pool=False) -> _Geometry:
     """Output size and effective pads of a Conv/Pool for input shape `x_shape`."""
     ndim = len(x_shape)
-    if wa.global_pooling and wa.kernel is None:
+    if wa.global_pooling:  # the input says how many spatial axes; any kernel is ignored
         nd = ndim - 2
     elif wa.kernel is not None:
         nd = len(wa.kernel)
@@ -296,12 +296,8 @@ def _geometry(ctx, wa: _WindowArgs, x_shape, *, what="X", pool=False) -> _Geomet
     dilation = wa.dilation or (1,) * nd
     pads = wa.pads or (0,) * (2 * nd)
     if wa.global_pooling:
-        if wa.kernel is not None and len(wa.kernel) != nd:
-            _fail_arg(ctx, f"kernel {list(wa.kernel)} does not match the {nd}-d input "
-                           f"{list(x_shape)} of a global pooling")
-        if wa.kernel is not None and any(k not in (0, v) for k, v in zip(wa.kernel, sizes)):
-            _fail_arg(ctx, f"kernel {list(wa.kernel)} with global_pooling: the kernel is the "
-                           f"input's spatial size {list(sizes)}; set it to 0 or leave it out")
+        # Caffe2 overwrites the kernel with the input's spatial size, whatever kernel/kernels
+        # say (Caffe2's pooling_test passes arbitrary kernels with global_pooling=True).
         if len(stride) != nd or len(pads) != 2 * nd:
             _fail_arg(ctx, f"strides/pads do not match the {nd}-d input {list(x_shape)}")
         return _Geometry(wa.channels_last, sizes, sizes, (1,) * nd, (1,) * nd,
@@ -512,7 +508,10 @@ def _conv_transpose_infer(ctx, *ins: TensorType):
 
 
 @op("ConvTranspose", inputs=(2, 3), outputs=1,
-    args=_geometry_args(dilation=False, adj=True, no_bias=True), infer=_conv_transpose_infer)
+    args=_geometry_args(dilation=False, adj=True, no_bias=True) + [
+        Arg("no_gradient_to_input", "bool", False,
+            "read by the gradient only (ConvTransposeGradient then skips dX)")],
+    infer=_conv_transpose_infer)
 def conv_transpose(ctx, X, filter, bias=None):
     """2-d transposed convolution with groups, adj (output padding) and optional bias."""
     wa = _window_args(ctx, transpose=True)

@@ -3,7 +3,9 @@ WeightedSum and Dropout.
 """
 from __future__ import annotations
 
+import difflib
 import math
+import re
 
 import numpy as np
 
@@ -94,19 +96,24 @@ def _pow(a, b) -> float:
 
 class _Policy:
     """Reads a policy's arguments with that policy's own defaults (Caffe2 gives the same
-    argument different defaults in different policies)."""
+    argument different defaults in different policies).
 
-    def __init__(self, ctx):
-        self.ctx = ctx
+    The op's own policy reads the op's arguments; a sub-policy of 'composite' reads only its
+    `sub_policy_<i>_<name>` arguments, given here as `values` ({name: value}).
+    """
+
+    def __init__(self, ctx, values: dict | None = None, prefix: str = ""):
+        self.ctx, self.values, self.prefix = ctx, values, prefix
+        self.policy = ctx.args.policy if values is None else values.get("policy", "")
 
     def __call__(self, name, default):
-        value = getattr(self.ctx.args, name)
+        value = getattr(self.ctx.args, name) if self.values is None else self.values.get(name)
         return default if value is None else value
 
     def positive(self, name, default, why):
         value = self(name, default)
         if value <= 0:
-            self.ctx.fail(f"policy '{self.ctx.args.policy}' needs {name} > 0 ({why}), got "
+            self.ctx.fail(f"policy '{self.policy}' needs {self.prefix}{name} > 0 ({why}), got "
                           f"{value}", cls=ArgumentError)
         return value
 
@@ -158,10 +165,21 @@ def _warmup_then(p, it):
     return None
 
 
-def _multiplier(ctx, it: int) -> float:
-    """Caffe2's learning-rate functor for `ctx.args.policy` at iteration `it`."""
-    p = _Policy(ctx)
-    policy = ctx.args.policy
+def _multiplier(ctx, it: int, p: _Policy | None = None) -> float:
+    """Caffe2's learning-rate functor for `ctx.args.policy` (or sub-policy `p`) at `it`."""
+    p = _Policy(ctx) if p is None else p
+    policy = p.policy
+    if policy == "composite":
+        # Sub-policy i runs from iteration 1 + sum(num_iters[:i]) on (the last one forever,
+        # and iterations before 1 use the first), at the global iteration, times its lr_scale.
+        subs = _sub_policies(ctx)
+        start, chosen = 1, subs[0]
+        for num_iter, sub in zip(ctx.args.sub_policy_num_iters, subs):
+            if it >= start:
+                chosen = sub
+            start += num_iter
+        scale, sub_p = chosen
+        return _multiplier(ctx, it, sub_p) * scale
     if policy == "fixed":
         return 1.0
     if policy == "step":
@@ -248,14 +266,75 @@ LR_POLICIES = ("fixed", "step", "exp", "inv", "poly", "alter", "hill", "slope", 
                "constantThenLinearWarmup", "compositeCyclical", "cosine", "compositeCosine")
 
 
+_SUB_ARG = re.compile(r"sub_policy_(\d+)_(\w+)$")
+
+
+def _read_sub_arg(ctx, name: str, raw, kind: str):
+    ok = {"int": raw.HasField("i"), "bool": raw.HasField("i"), "str": raw.HasField("s"),
+          "float": raw.HasField("f") or raw.HasField("i")}[kind]
+    if not ok:
+        ctx.fail(f"argument '{name}': expected a{'n' * (kind == 'int')} {kind}",
+                 cls=ArgumentError)
+    if kind == "str":
+        return raw.s.decode("utf-8")
+    if kind == "float":
+        return float(raw.f) if raw.HasField("f") else float(raw.i)
+    return bool(raw.i) if kind == "bool" else int(raw.i)
+
+
+def _sub_policies(ctx) -> list[tuple[float, _Policy]]:
+    """(lr_scale, _Policy) of each sub-policy of a 'composite' LearningRate."""
+    nums = ctx.args.sub_policy_num_iters or []
+    if not nums:
+        ctx.fail("policy 'composite' needs sub_policy_num_iters (at least one sub-policy)",
+                 cls=ArgumentError)
+    if any(n <= 0 for n in nums):
+        ctx.fail(f"sub_policy_num_iters {nums}: each sub-policy needs a positive number of "
+                 "iterations", cls=ArgumentError)
+    values: list[dict] = [{} for _ in nums]
+    for name, raw in ctx.extra_args.items():
+        m = _SUB_ARG.match(name)
+        key = m.group(2) if m else None
+        kind = {"policy": "str", "lr_scale": "float"}.get(key) or _LR_KINDS.get(key)
+        if kind is None or key in ("base_lr", "sub_policy_num_iters"):
+            ctx.fail(f"unknown argument '{name}'; a composite LearningRate takes "
+                     "sub_policy_<i>_policy, sub_policy_<i>_lr_scale and sub_policy_<i>_<an "
+                     "argument of that policy>", cls=ArgumentError)
+        i = int(m.group(1))
+        if i >= len(nums):
+            ctx.fail(f"argument '{name}' names sub-policy {i}, but sub_policy_num_iters "
+                     f"{nums} defines {len(nums)}", cls=ArgumentError)
+        values[i][key] = _read_sub_arg(ctx, name, raw, kind)
+    subs = []
+    for i, v in enumerate(values):
+        policy = v.get("policy", "")
+        if policy == "composite":
+            ctx.fail(f"sub_policy_{i}_policy: a composite policy cannot be a sub-policy of "
+                     "a composite policy", cls=ArgumentError)
+        if policy not in LR_POLICIES:
+            ctx.fail(f"sub_policy_{i}_policy={policy!r}: unknown learning rate policy; "
+                     f"Caffe2's policies supported here: {', '.join(LR_POLICIES)}",
+                     cls=ArgumentError)
+        subs.append((v.get("lr_scale", 1.0), _Policy(ctx, v, prefix=f"sub_policy_{i}_")))
+    return subs
+
+
 def _check_policy(ctx) -> None:
     policy = ctx.args.policy
+    if policy == "composite":
+        _sub_policies(ctx)
+        return
+    if ctx.extra_args:
+        name = next(iter(ctx.extra_args))
+        if _SUB_ARG.match(name):
+            why = f"sub_policy_<i>_* arguments belong to policy 'composite', not '{policy}'"
+        else:
+            close = difflib.get_close_matches(name, _LR_KINDS, n=2)
+            why = (f"did you mean {', '.join(close)}? " if close else "") + \
+                f"LearningRate accepts: {', '.join(_LR_KINDS)}"
+        ctx.fail(f"unknown argument '{name}' ({why})", cls=ArgumentError)
     if policy in LR_POLICIES:
         return
-    if policy == "composite":
-        ctx.unsupported("LearningRate policy 'composite' (its per-sub-policy arguments "
-                        f"sub_policy_<i>_* are not implemented); supported: "
-                        f"{', '.join(LR_POLICIES)}")
     if not policy:
         ctx.fail("must specify a learning rate policy", cls=ArgumentError)
     ctx.fail(f"unknown learning rate policy '{policy}'; Caffe2's policies supported here: "
@@ -274,7 +353,7 @@ def _infer_learning_rate(ctx, it):
 
 _LR_ARGS = [
     Arg("base_lr", "float", REQUIRED, "learning rate at multiplier 1 (negative for descent)"),
-    Arg("policy", "str", REQUIRED, "schedule: " + ", ".join(LR_POLICIES)),
+    Arg("policy", "str", REQUIRED, "schedule: " + ", ".join(LR_POLICIES) + ", composite"),
     *[Arg(n, "int", None) for n in (
         "stepsize", "max_iter", "num_iter", "active_period", "inactive_period", "n1", "n2",
         "num_iter_1", "num_iter_2", "constant_warmup_num_iter", "linear_warmup_num_iter",
@@ -289,7 +368,12 @@ _LR_ARGS = [
 ]
 
 
-@op("LearningRate", inputs=1, outputs=1, args=_LR_ARGS, infer=_infer_learning_rate)
+_LR_KINDS = {a.name: a.kind for a in _LR_ARGS}
+
+
+# extra_args: a composite policy's sub_policy_<i>_<name> arguments (checked in _sub_policies)
+@op("LearningRate", inputs=1, outputs=1, args=_LR_ARGS, infer=_infer_learning_rate,
+    extra_args=True)
 def learning_rate(ctx, it):
     """base_lr * policy(iter): a 0-d float32 tensor, read from the int64 counter's first
     element (Caffe2 writes a 0-d tensor)."""

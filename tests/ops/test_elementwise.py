@@ -537,7 +537,8 @@ def test_pow_exponent_argument_against_torch(data, shape, exponent):
 def test_pow_integer_exponent_of_negative_base(data, shape, exponent):
     x = data.draw(floats(shape, -3, 3).filter(lambda v: (v != 0).all() or exponent >= 0))
     (y,) = run("Pow", [x], exponent=float(exponent))
-    close(y, torch.pow(t64(x), exponent), rtol=2e-5)
+    # rounded to float32 as the op's result is: a tiny x**-2 overflows to inf there
+    close(y, torch.pow(t64(x), exponent).float(), rtol=2e-5)
 
 
 @FEW

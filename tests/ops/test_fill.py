@@ -194,6 +194,18 @@ def test_given_tensor_fill_values_in_shape(op_type, np_dtype, elems, data):
     np.testing.assert_array_equal(y, want.numpy())
 
 
+def test_typed_given_fills_ignore_dtype():
+    # Caffe2's GivenTensorFillOp reads `dtype` only in the float op (GivenTensorFill); the
+    # typed ones keep their own type. given_tensor_fill_op_test passes dtype=INT32 to
+    # GivenTensorDoubleFill and expects doubles, and dtype=INT16 to GivenTensorInt16Fill.
+    (y,) = run("GivenTensorDoubleFill", [], shape=[2], values=[1.0, 2.0], dtype=dtypes.INT32)
+    assert y.dtype == np.float64 and y.tolist() == [1.0, 2.0]
+    (y,) = run("GivenTensorInt16Fill", [], shape=[2], values=[1, -2], dtype=dtypes.INT16)
+    assert y.dtype == np.int16 and y.tolist() == [1, -2]
+    (y,) = run("GivenTensorBoolFill", [], shape=[2], values=[1, 0], dtype=dtypes.FLOAT)
+    assert y.dtype == np.bool_ and y.tolist() == [True, False]
+
+
 def test_given_tensor_fill_from_input_shape_and_in_place():
     x = np.zeros((2, 3), np.float32)
     (y,) = run("GivenTensorFill", [x], values=[float(v) for v in range(12)], extra_shape=[2])
@@ -234,7 +246,6 @@ def test_given_tensor_string_fill():
     ("GivenTensorFill", [], dict(shape=[2], values=[1.0, 2.0], dtype=dtypes.STRING),
      UnsupportedError),
     ("GivenTensorIntFill", [], dict(shape=[1], values=[2 ** 40]), ArgumentError),
-    ("GivenTensorIntFill", [], dict(shape=[1], values=[1], dtype=1), ArgumentError),
     ("GivenTensorInt64Fill", [np.array([[1, 2]])], dict(values=[1, 2], input_as_shape=1),
      ShapeError),
 ])

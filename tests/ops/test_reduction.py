@@ -362,6 +362,29 @@ def test_softmax_with_loss_pinned_facts():
     _close(loss, F.cross_entropy(_t(x).reshape(1, 6), torch.tensor([4])).reshape(()))
 
 
+def test_softmax_with_loss_only_loss_changes_nothing():
+    # Caffe2's softmax_ops_test passes only_loss; real Caffe2 1.10.2 (CPU) writes the same P
+    # and loss with only_loss=1 as without, for int and probability labels, with weights.
+    x = _randn(5, (3, 4))
+    labels, w = np.array([0, 2, 3], np.int32), np.array([1, 0.5, 2], np.float32)
+    for ins, args in (([x, labels], {}), ([x, labels, w], {}),
+                      ([x, np.eye(4, dtype=np.float32)[labels], w], dict(label_prob=1))):
+        p, loss = run("SoftmaxWithLoss", ins, 2, **args)
+        p1, loss1 = run("SoftmaxWithLoss", ins, 2, only_loss=1, **args)
+        np.testing.assert_array_equal(p1, p)
+        np.testing.assert_array_equal(loss1, loss)
+
+
+def test_reduce_ops_accept_the_gradient_fastpath_hint():
+    # Caffe2's reduce_ops_test passes allow_broadcast_fastpath (read by the gradient only)
+    x = _randn(6, (2, 3, 4))
+    for op_type in ("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceL1",
+                    "ReduceL2"):
+        (ref,) = run(op_type, [x], axes=[1])
+        (y,) = run(op_type, [x], axes=[1], allow_broadcast_fastpath=1)
+        np.testing.assert_array_equal(y, ref)
+
+
 @pytest.mark.parametrize("ins,args,cls", [
     ([np.ones((2, 3), np.float32), np.array([0, 3], np.int32)], {}, OpError),   # label range
     ([np.ones((2, 3), np.float32), np.array([0, 1], np.int64)], {}, ShapeError),

@@ -484,6 +484,39 @@ def test_global_pooling(data):
     close(y, expected, atol=1e-5)
 
 
+@pytest.mark.parametrize("mode", ["MaxPool", "AveragePool"])
+@pytest.mark.parametrize("kw", [dict(kernel=3), dict(kernels=[5, 5, 5]), dict(kernels=[2, 1]),
+                                dict(kernel_h=7, kernel_w=1)])
+def test_global_pooling_ignores_the_kernel(mode, kw):
+    # Caffe2 overwrites the kernel with the input's spatial size whatever kernel/kernels say,
+    # and Caffe2's own pooling_test (test_global_pooling_3d) passes arbitrary kernels:
+    # real Caffe2 1.10 gives (2, 3, 1, 1, 1) = the global max for kernels=[5, 5, 5] or kernel=3
+    # on a (2, 3, 4, 4, 4) input.
+    x = f32(7, 2, 3, 4, 4, 4)
+    (y,) = run(mode, [x], global_pooling=True, **kw)
+    axes = (2, 3, 4)
+    expected = x.max(axis=axes, keepdims=True) if mode == "MaxPool" else \
+        x.astype(np.float64).mean(axis=axes, keepdims=True)
+    close(y, expected, atol=1e-6)
+    (t,) = infer(mode, [TensorType(x.shape)], global_pooling=True, **kw)
+    assert t.shape == (2, 3, 1, 1, 1)
+
+
+def test_cudnn_and_gradient_only_arguments_are_accepted():
+    # Caffe2's conv_test passes cuDNN's force_algo_fwd/dgrad/wgrad (engine hints: the result
+    # is the same) and conv_transpose_test passes no_gradient_to_input (read by
+    # ConvTransposeGradient only); neither changes the forward output.
+    x, w = f32(0, 1, 2, 5, 5), f32(1, 3, 2, 3, 3)
+    (ref,) = run("Conv", [x, w], kernel=3)
+    (y,) = run("Conv", [x, w], kernel=3, force_algo_fwd=1, force_algo_dgrad=-1,
+               force_algo_wgrad=0)
+    close(y, ref, atol=0)
+    wt = f32(2, 2, 3, 3, 3)
+    (ref,) = run("ConvTranspose", [x, wt], kernel=3)
+    (y,) = run("ConvTranspose", [x, wt], kernel=3, no_gradient_to_input=1, force_algo_fwd=2)
+    close(y, ref, atol=0)
+
+
 def test_pool_1d_3d_and_aliases():
     x = f32(0, 2, 3, 5, 6, 7)
     (y,) = run("MaxPool3D", [x], kernels=[2, 3, 2], strides=[1, 2, 2], pads=[1, 0, 1, 0, 2, 1])
@@ -571,7 +604,6 @@ W4 = f32(1, 3, 2, 3, 3)
     ("MaxPool", [X4], dict(kernel=2, pad=2), ArgumentError, "smaller than the kernel"),
     ("MaxPool", [X4], dict(kernel=2, group=2), ArgumentError, "group"),
     ("AveragePool", [X4], dict(global_pooling=1, stride=2), ArgumentError, "global_pooling"),
-    ("AveragePool", [X4], dict(global_pooling=1, kernel=3), ArgumentError, "global_pooling"),
     ("MaxPool", [X4], dict(kernel=3, pads=[1, 1, 0, 0], legacy_pad=3), ArgumentError,
      "symmetric"),
     ("MaxPool", [X4], dict(), ArgumentError, "kernel size is required"),

@@ -14,7 +14,7 @@ import torch
 from hypothesis import given, settings
 
 from c2compile import core
-from c2compile.errors import ArgumentError, OpError, ShapeError, UnsupportedError
+from c2compile.errors import ArgumentError, OpError, ShapeError
 from c2compile.ops.schema import TensorType, bind
 from c2compile.ops.testing import infer, make_op, run
 from c2compile.proto import caffe2_pb2
@@ -274,7 +274,20 @@ def test_lr_reads_first_element_of_0d_counter_and_rule():
     (np.array([1], np.int64), dict(base_lr=0.1, policy="multistep"), ArgumentError),  # unknown
     (np.array([1], np.int64), dict(base_lr=0.1, policy=""), ArgumentError),
     (np.array([1], np.int64), dict(base_lr=0.1, policy="composite",
-                                   sub_policy_num_iters=[2]), UnsupportedError),
+                                   sub_policy_num_iters=[2]), ArgumentError),  # no policy
+    (np.array([1], np.int64), dict(base_lr=0.1, policy="composite"), ArgumentError),
+    (np.array([1], np.int64), dict(base_lr=0.1, policy="composite", sub_policy_num_iters=[0],
+                                   sub_policy_0_policy="fixed"), ArgumentError),
+    (np.array([1], np.int64), dict(base_lr=0.1, policy="composite", sub_policy_num_iters=[2],
+                                   sub_policy_0_policy="composite"), ArgumentError),
+    (np.array([1], np.int64), dict(base_lr=0.1, policy="composite", sub_policy_num_iters=[2],
+                                   sub_policy_0_policy="fixed", sub_policy_1_policy="fixed"),
+     ArgumentError),                                               # only one sub-policy
+    (np.array([1], np.int64), dict(base_lr=0.1, policy="composite", sub_policy_num_iters=[2],
+                                   sub_policy_0_policy="step", sub_policy_0_gama=0.5),
+     ArgumentError),                                               # typo in a sub-argument
+    (np.array([1], np.int64), dict(base_lr=0.1, policy="fixed", sub_policy_0_policy="fixed"),
+     ArgumentError),                                               # not a composite
     (np.array([1], np.int64), dict(policy="fixed"), ArgumentError),       # base_lr required
     (np.array([1], np.int64), dict(base_lr=0.1), ArgumentError),          # policy required
     (np.array([1], np.int32), dict(base_lr=0.1, policy="fixed"), ShapeError),
@@ -292,6 +305,28 @@ def test_lr_errors(counter, args, err):
     names_op(e, "LearningRate")
     if err is ArgumentError and args.get("policy") == "multistep":
         assert "fixed" in str(e.value) and "step" in str(e.value)  # lists the policies
+
+
+def test_lr_composite_pinned():
+    # Real Caffe2 1.10.2: sub-policy i covers iterations [1 + sum(n[:i]), ...) (the last one
+    # forever), computed at the *global* iteration and multiplied by its lr_scale (default
+    # 1). Caffe2's learning_rate_op_test.test_composite_learning_rate_op checks the same rule.
+    args = dict(policy="composite", base_lr=-1.0, sub_policy_num_iters=[3, 2],
+                sub_policy_0_policy="exp", sub_policy_0_lr_scale=2.0, sub_policy_0_gamma=0.5,
+                sub_policy_1_policy="step", sub_policy_1_lr_scale=0.5, sub_policy_1_stepsize=2,
+                sub_policy_1_gamma=0.1)
+    want = {0: -2.0, 1: -1.0, 2: -0.5, 3: -0.25, 4: -0.005, 5: -0.005, 6: -0.0005,
+            7: -0.0005, 10: -5e-06}
+    got = {it: float(run("LearningRate", [np.array([it], np.int64)], **args)[0])
+           for it in want}
+    np.testing.assert_allclose(list(got.values()), list(want.values()), rtol=1e-6)
+    (y,) = run("LearningRate", [np.array([1], np.int64)], policy="composite", base_lr=1.0,
+               sub_policy_num_iters=[2], sub_policy_0_policy="fixed")
+    assert y == 1.0
+    # a sub-policy's own argument checks name the prefixed argument
+    with pytest.raises(ArgumentError, match="sub_policy_0_stepsize"):
+        run("LearningRate", [np.array([1], np.int64)], policy="composite", base_lr=1.0,
+            sub_policy_num_iters=[2], sub_policy_0_policy="step")
 
 
 def test_lr_not_in_place():

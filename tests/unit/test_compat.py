@@ -78,6 +78,25 @@ def test_caffe2_program_runs_unchanged(tmp_path):
             assert "issue 5" in str(e)
         else:
             raise AssertionError("net_drawer should not draw yet")
+        # what Caffe2's operator tests import at the top besides the test kit
+        import caffe2.python.hip_test_util as hiputl
+        import caffe2.python.serialized_test.serialized_test_util as serial
+        from caffe2.python import brew, model_helper
+        from caffe2.python.model_helper import ModelHelper
+        assert not hiputl.run_in_hip(caffe2_pb2.DeviceOption(), [caffe2_pb2.DeviceOption()])
+        assert hiputl.run_in_hip(caffe2_pb2.DeviceOption(), [hu.hip_do])
+        assert workspace.GetCuDNNVersion() == 0 and workspace.GetCUDAVersion() == 0
+        case = serial.SerializedTestCase()
+        with case.set_disable_serialized_check(True):
+            assert serial._output_context.disable_serialized_check
+        assert not serial._output_context.disable_serialized_check
+        for use in (lambda: ModelHelper(name="m"), lambda: brew.conv(None, "x", "y", 1, 1, 3)):
+            try:
+                use()
+            except RuntimeError as e:
+                assert "lands with" in str(e), e
+            else:
+                raise AssertionError("brew/model_helper are placeholders")
         try:
             import caffe2.python.no_such_module
         except ModuleNotFoundError as e:
