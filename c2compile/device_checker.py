@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import itertools
 from typing import Callable, Sequence
 
 import numpy as np
@@ -71,12 +72,47 @@ class Backend:
         return t in self.device_types
 
 
-# The reference executor is what `workspace.RunOperatorOnce` runs today. Once RunNet dispatches
-# CPU to compiled code, this entry must call the reference executor explicitly (it is the
-# oracle every backend is compared with).
+# RunOperatorOnce/RunNetOnce always run on the reference executor (the oracle every backend
+# is compared with); CreateNet + RunNet compile CPU nets with the Cython backend.
 REFERENCE = Backend("reference", (caffe2_pb2.CPU,), _reference_run_op, _reference_run_net)
 
-_BACKENDS: list[Backend] = [REFERENCE]
+
+
+def _cython_run_net(net) -> None:
+    """Create `net` (compiled with the Cython backend) and run it once."""
+    from c2compile import config
+    netdef = net.Proto() if hasattr(net, "Proto") else net
+    copy = caffe2_pb2.NetDef()
+    copy.CopyFrom(netdef)
+    copy.name = f"device_check_{next(_check_ids)}"
+    with config.patch(backend="cpu"):
+        workspace.CreateNet(copy)
+    try:
+        workspace.RunNet(copy.name)
+    finally:
+        workspace._ws().nets.pop(copy.name, None)
+
+
+def _cython_run_op(op) -> None:
+    net = caffe2_pb2.NetDef()
+    net.op.add().CopyFrom(op)
+    _cython_run_net(net)
+
+
+def _cython_available() -> bool:
+    """Cython and a C compiler are both here."""
+    import importlib.util
+    import os
+    import shutil
+    import sysconfig
+    cc = os.environ.get("CC") or (sysconfig.get_config_var("CC") or "cc").split()[0]
+    return importlib.util.find_spec("Cython") is not None and shutil.which(cc) is not None
+
+
+_check_ids = itertools.count()
+CYTHON = Backend("cython", (caffe2_pb2.CPU,), _cython_run_op, _cython_run_net,
+                 available=_cython_available)
+_BACKENDS: list[Backend] = [REFERENCE, CYTHON]
 
 
 def register_backend(backend: Backend) -> None:

@@ -210,8 +210,8 @@ class Predictor:
         init = _bytes_to_net(init_net, "init_net")
         predict = _bytes_to_net(predict_net, "predict_net")
         self._ws.run_ops(bind_ops(init.op, init.name or "init_net"))
-        params = set(self._ws.blobs)
-        self.input_names = [b for b in predict.external_input if b not in params]
+        self._params = set(self._ws.blobs)
+        self.input_names = [b for b in predict.external_input if b not in self._params]
         self.output_names = list(predict.external_output)
         predict = _copy(predict)
         if not predict.name:

@@ -12,6 +12,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from c2compile import dtypes
 from c2compile.errors import BlobError, NetError, ProtoError
 from c2compile.ops.schema import BoundOp, bind
 from c2compile.runtime import reference
@@ -56,16 +57,28 @@ def bind_ops(ops: Iterable, net_name: str | None = None, device_option=None) -> 
 
 
 class CreatedNet:
-    """A net created in a workspace: its NetDef and bound ops, ready to run many times."""
+    """A net created in a workspace: its NetDef and bound ops, ready to run many times.
+
+    CPU nets run compiled (runtime.compiled) unless `config.backend` is "reference"; nets
+    for other devices run on the reference executor until their backend lands.
+    """
 
     def __init__(self, netdef):
+        from c2compile import config
+        from c2compile.runtime.compiled import PartitionedNet
         self.netdef = netdef
         self.name = netdef.name
         dev = netdef.device_option if netdef.HasField("device_option") else None
         self.ops = bind_ops(netdef.op, netdef.name, dev)
+        on_cpu = all(op.proto.device_option.device_type == 0 for op in self.ops)
+        self.compiled = (PartitionedNet(self.ops, self.name)
+                         if config.backend == "cpu" and on_cpu and self.ops else None)
 
     def run(self, ws: "Workspace") -> None:
-        ws.run_ops(self.ops)
+        if self.compiled is not None:
+            self.compiled.run(ws)
+        else:
+            ws.run_ops(self.ops)
 
 
 class BlobStore:
@@ -79,8 +92,7 @@ class BlobStore:
             raise BlobError(f"blob name must be a non-empty string, got {name!r}")
         if isinstance(value, np.ndarray) or np.isscalar(value) or isinstance(value, (list, tuple)):
             value = np.array(value, copy=True)  # the caller may keep mutating its array
-            if value.dtype.kind == "U":
-                value = value.astype(object)
+            value = dtypes.as_string_tensor(value)  # strings are stored as bytes, as Caffe2
         self.blobs[name] = value
 
     def fetch(self, name: str):

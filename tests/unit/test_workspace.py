@@ -20,6 +20,22 @@ def test_feed_fetch_copy_semantics():
     assert "y" in workspace.blobs and workspace.blobs["y"].tolist() == [1, 1]
 
 
+def test_fed_strings_come_back_as_bytes():
+    # Caffe2 stores strings as std::string: real Caffe2 1.10.2 fetches array(['0', 'ab'])
+    # (<U2), array([b'0', b'ab']) (|S2) and object arrays of str or bytes alike as
+    # array([b'0', b'ab'], dtype=object); Caffe2's cast_op_test relies on it.
+    want = [b"0", b"ab"]
+    for fed in (np.array(["0", "ab"]), np.array([b"0", b"ab"]),
+                np.array(["0", "ab"], dtype=object), np.array([b"0", "ab"], dtype=object)):
+        workspace.FeedBlob("s", fed)
+        got = workspace.FetchBlob("s")
+        assert got.dtype == object and got.tolist() == want, (fed, got)
+    workspace.FeedBlob("s", np.array([["é"]]))
+    assert workspace.FetchBlob("s").tolist() == [["é".encode("utf-8")]]
+    workspace.FeedBlob("o", np.array([1, None], dtype=object))  # not strings: as fed
+    assert workspace.FetchBlob("o").tolist() == [1, None]
+
+
 def test_switch_and_reset():
     workspace.FeedBlob("a", np.zeros(1))
     with pytest.raises(NetError):

@@ -1,0 +1,117 @@
+"""GEMM-shaped kernels through scipy's BLAS (template: linear.pyx.j2).
+
+FC, FCTransposed, MatMul and BatchMatMul are float32-only (as the reference), so every product
+is one `sgemm` call, or a loop of them over BatchMatMul's batch dims. Geometry comes from the
+op definitions' own helpers (`c2compile.ops.linear`), never re-derived here.
+
+A row-major product C[M,N] = op(A) op(B) is the column-major product C^T = op(B)^T op(A)^T,
+so `gemm()` below swaps the operands and turns the transpose flags into BLAS's.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from c2compile.codegen.cython.lowering import KernelSpec, Unsupported, kernel
+from c2compile.ops.linear import _bmm_shape, _fc_dims, _matmul_dims
+
+
+def _float32_only(k: KernelSpec) -> None:
+    for b in k.ins[:2] + k.outs:
+        if b.dtype != np.float32:
+            raise Unsupported(f"{k.op.type}: float32 only (got {b.dtype})")
+
+
+def gemm(M: int, N: int, K: int, a: str, ta: bool, b: str, tb: bool, c: str,
+         beta: str = "0.0") -> dict:
+    """sgemm arguments for row-major C[M,N] = op(A)[M,K] op(B)[K,N] (+ beta C).
+
+    `a`, `b`, `c` are C expressions of the (row-major, contiguous) operands; A is stored M x K
+    (K x M when `ta`), B is stored K x N (N x K when `tb`).
+    """
+    return dict(transa="T" if tb else "N", transb="T" if ta else "N",
+                m=N, n=M, k=K, a=b, lda=max(1, K if tb else N), b=a, ldb=max(1, M if ta else K),
+                c=c, ldc=max(1, N), beta=beta, M=M, N=N, K=K)
+
+
+@kernel("FC", "FCTransposed", template="linear.pyx.j2", macro="FC")
+def fc(k: KernelSpec) -> None:
+    """Y[M,N] = X[M,K] W^T + b (FC: W is N x K; FCTransposed: W is K x N)."""
+    _float32_only(k)
+    transposed = k.op.type == "FCTransposed"
+    M, K, N, _ = _fc_dims(k.op, k.ins[0].shape, k.ins[1].shape, k.ins[2].shape, transposed)
+    k.vars.update(M=M, K=K, N=N, transposed=transposed,
+                  g=gemm(M, N, K, "i0", False, "i1", not transposed, "o0", beta="1.0"))
+
+
+@kernel("MatMul", template="linear.pyx.j2")
+def matmul(k: KernelSpec) -> None:
+    """Y[M,N] = op(A) op(B) on A, B flattened to 2-D at axis_a / axis_b."""
+    _float32_only(k)
+    (ra, ca), (rb, cb), (M, N) = _matmul_dims(k.op, k.ins[0].shape, k.ins[1].shape)
+    ta, tb = bool(k.args.trans_a), bool(k.args.trans_b)
+    K = ra if ta else ca
+    k.vars.update(M=M, N=N, K=K, g=gemm(M, N, K, "i0", ta, "i1", tb, "o0"))
+
+
+def _batch_dims(out_batch, a_batch, b_batch, a_mat, b_mat, y_mat):
+    """Loop dims of BatchMatMul: [(size, A stride, B stride, Y stride)], outermost first.
+
+    Broadcast dims get stride 0; dims of size 1 are dropped and neighbours that step
+    through memory as one dim are merged, so most products need one loop (or none).
+    """
+    nd = len(out_batch)
+    pa = (1,) * (nd - len(a_batch)) + tuple(a_batch)
+    pb = (1,) * (nd - len(b_batch)) + tuple(b_batch)
+
+    def strides(shape, mat):
+        out, acc = [], mat
+        for d in reversed(shape):
+            out.append(acc if d > 1 else 0)
+            acc *= d
+        return out[::-1]
+
+    sa, sb, sy = strides(pa, a_mat), strides(pb, b_mat), strides(out_batch, y_mat)
+    dims = [[n, a, b, y] for n, a, b, y in zip(out_batch, sa, sb, sy) if n > 1]
+    merged: list[list[int]] = []
+    for d in dims:
+        if merged:
+            p = merged[-1]
+            if all(p[i] == d[i] * d[0] for i in (1, 2, 3)):
+                p[0] *= d[0]
+                p[1], p[2], p[3] = d[1], d[2], d[3]
+                continue
+        merged.append(d)
+    return merged
+
+
+@kernel("BatchMatMul", template="linear.pyx.j2")
+def batch_matmul(k: KernelSpec) -> None:
+    """Y[b] = op(A[b]) op(B[b]) over broadcast batch dims; 1-D operands as numpy.matmul."""
+    _float32_only(k)
+    a_shape, b_shape = k.ins[0].shape, k.ins[1].shape
+    _bmm_shape(k.op, a_shape, b_shape)   # validates (the planner ran it already)
+    ta, tb = bool(k.args.trans_a), bool(k.args.trans_b)
+    # A 1-D A is one row (1 x K), a 1-D B one column (K x 1); trans flags do not apply.
+    if len(a_shape) == 1:
+        a_batch, a_mat, ta = (), (1, a_shape[0]), False
+    else:
+        a_batch, a_mat = a_shape[:-2], a_shape[-2:]
+    if len(b_shape) == 1:
+        b_batch, b_mat, tb = (), (b_shape[0], 1), False
+    else:
+        b_batch, b_mat = b_shape[:-2], b_shape[-2:]
+    M, K = (a_mat[1], a_mat[0]) if ta else a_mat
+    N = b_mat[0] if tb else b_mat[1]
+    nd = max(len(a_batch), len(b_batch))
+    out_batch = tuple(np.broadcast_shapes((1,) * (nd - len(a_batch)) + tuple(a_batch),
+                                          (1,) * (nd - len(b_batch)) + tuple(b_batch)))
+    dims = _batch_dims(out_batch, a_batch, b_batch, M * K, K * N, M * N)
+    # B shared by the innermost batch dim and A's matrices contiguous and untransposed: that
+    # dim folds into M (Y[n*M, N] = A[n*M, K] B), one sgemm instead of n.
+    folded = 1
+    if dims and dims[-1][2] == 0 and dims[-1][1] == M * K and not ta:
+        folded = dims.pop()[0]
+        M *= folded
+    loops = [dict(i=i, size=n, a=a, b=b, y=y) for i, (n, a, b, y) in enumerate(dims)]
+    k.vars.update(M=M, N=N, K=K, loops=loops, folded=folded,
+                  g=gemm(M, N, K, "pa", ta, "pb", tb, "py"))

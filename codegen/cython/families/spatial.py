@@ -1,0 +1,152 @@
+"""Convolution and pooling kernels (template: spatial.pyx.j2).
+
+The geometry (output sizes, effective head pads including SAME's negative crops, the
+legacy_pad rules) comes from the op definitions' own helpers (`_window_args`, `_geometry`,
+`_conv_transpose_check`), never re-derived here. Every spatial op is written for up to
+three spatial axes; a 1-d or 2-d op fills the missing leading axes with size 1 (kernel 1,
+stride 1, pad 0) and the template leaves out the loops and index terms of those axes.
+
+Lowering:
+* Conv, NCHW: per image and group, Y_g[Mg, P] = W_g[Mg, Cg*K] . cols[Cg*K, P] with one
+  sgemm; a 1x1 stride-1 unpadded conv uses the input itself as `cols` (no im2col),
+  otherwise im2col writes `cols` into a scratch buffer. Padding checks are hoisted: the
+  valid output columns of a kernel tap are computed once per tap, and with stride 1 and
+  OW == W (SAME-style 2-d convs) a tap's in-image rows are one contiguous memcpy. Small
+  images (P < NCHW_GEMM_COLUMNS) are batched: their columns side by side in one sgemm, so
+  BLAS gets a GEMM wide enough to split over its threads; Y is then copied out of it.
+* Conv, NHWC: the im2col rows are contiguous patches [(kernel tap, channel)], so one sgemm
+  per group covers a whole chunk of images (Y rows are output pixels, ldc = M).
+* ConvTranspose: per image and group one sgemm gives the columns, then col2im accumulates
+  them into the (cropped) output in the reference's order; bias added last.
+* MaxPool/AveragePool: windows clipped to the input (the reference pads with -inf / 0 and
+  counts only input positions unless count_include_pad). Output rows and columns whose
+  window lies inside the input run a fixed-size window with no clipping (constant trip
+  counts the compiler unrolls and vectorizes); only the border ones clip.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from c2compile.codegen.cython.lowering import KernelSpec, Unsupported, kernel
+from c2compile.ops.spatial import _conv_transpose_check, _geometry, _window_args
+
+# A column matrix (and NCHW's batched output) holds at most this many floats of scratch.
+COLS_LIMIT = 1 << 22
+# NCHW: images are batched into one sgemm until it has this many columns.
+NCHW_GEMM_COLUMNS = 256
+
+
+def _float32_only(k: KernelSpec) -> None:
+    for b in k.ins + k.outs:
+        if b.ctype != "float":
+            raise Unsupported(f"{k.op.type}: float32 only (got {b.dtype})")
+
+
+def _axes3(g) -> dict:
+    """The geometry as 3 spatial axes (d, h, w), leading axes of a 1-/2-d op of size 1."""
+    nd = g.nd
+    fill = lambda vals, v: (v,) * (3 - nd) + tuple(int(x) for x in vals)  # noqa: E731
+    (D, H, W), (KD, KH, KW) = fill(g.size, 1), fill(g.kernel, 1)
+    (SD, SH, SW), (DD, DH, DW) = fill(g.stride, 1), fill(g.dilation, 1)
+    (PD, PH, PW), (OD, OH, OW) = fill(g.pad_head, 0), fill(g.out, 1)
+    return dict(nd=nd, D=D, H=H, W=W, KD=KD, KH=KH, KW=KW, SD=SD, SH=SH, SW=SW,
+                DD=DD, DH=DH, DW=DW, PD=PD, PH=PH, PW=PW, OD=OD, OH=OH, OW=OW,
+                S=D * H * W, K=KD * KH * KW, P=OD * OH * OW)
+
+
+def _interior(n_out: int, stride: int, pad: int, k: int, dil: int, size: int) -> tuple[int, int]:
+    """[a, b): the outputs of one axis whose whole window lies inside the input."""
+    a = max(0, -(-pad // stride))                       # o * s - pad >= 0
+    last = size - 1 + pad - (k - 1) * dil               # o * s - pad + (k-1) d <= size - 1
+    b = min(n_out, last // stride + 1) if last >= 0 else 0
+    return a, max(a, b)
+
+
+@kernel("Conv", "Conv1D", "Conv2D", "Conv3D", template="spatial.pyx.j2", macro="conv")
+def conv(k: KernelSpec) -> None:
+    _float32_only(k)
+    wa = _window_args(k.op)
+    g = _geometry(k.op, wa, k.ins[0].shape)
+    x, w = k.ins[0].shape, k.ins[1].shape
+    G, N, M = wa.group, x[0], w[0]
+    C = x[-1] if wa.channels_last else x[1]
+    v = _axes3(g)
+    v.update(N=N, C=C, M=M, G=G, Cg=C // G, Mg=M // G, bias=len(k.ins) == 3,
+             nhwc=wa.channels_last)
+    v["CK"] = v["Cg"] * v["K"]
+    # 1x1, stride 1, no padding: the input already is the column matrix
+    v["direct"] = v["K"] == 1 and v["P"] == v["S"] and not any(g.pad_head) and \
+        not any(g.pad_tail)
+    if wa.channels_last:
+        # images per sgemm: the column matrix of a chunk must fit the scratch limit
+        per_image = v["P"] * v["CK"]
+        v["NB"] = N if v["direct"] else max(1, min(N, COLS_LIMIT // max(per_image, 1)))
+        if not v["direct"]:
+            k.scratch_buf(v["NB"] * per_image)
+    else:
+        # small images: several side by side in one sgemm (a narrow GEMM runs far below
+        # peak), within the scratch limit; then Y is copied out of Z image by image
+        nb = min(N, -(-NCHW_GEMM_COLUMNS // v["P"]),
+                 COLS_LIMIT // max(v["P"] * max(v["CK"], v["Mg"]), 1))
+        v["NB"] = max(nb, 1)
+        v["LD"] = v["NB"] * v["P"]
+        # stride 1 and OW == W (2-d): each tap's in-image rows are one contiguous run
+        v["flat"] = v["nd"] == 2 and v["SH"] == 1 and v["SW"] == 1 and v["OW"] == v["W"]
+        if v["NB"] > 1:
+            v["direct"] = False  # the images' columns are gathered side by side
+            k.scratch_buf(v["CK"] * v["LD"])
+            k.scratch_buf(v["Mg"] * v["LD"])
+        elif not v["direct"]:
+            k.scratch_buf(v["CK"] * v["P"])
+    k.vars.update(v)
+
+
+@kernel("ConvTranspose", template="spatial.pyx.j2", macro="conv_transpose")
+def conv_transpose(k: KernelSpec) -> None:
+    _float32_only(k)
+    wa = _window_args(k.op, transpose=True)
+    x, w = k.ins[0].shape, k.ins[1].shape
+    N, (OH, OW), C, pads = _conv_transpose_check(k.op, wa, x, w, None)
+    G = wa.group
+    H, W = (x[1], x[2]) if wa.channels_last else (x[2], x[3])
+    M = x[-1] if wa.channels_last else x[1]
+    KH, KW = wa.kernel
+    SH, SW = wa.stride or (1, 1)
+    v = dict(N=N, M=M, C=C, G=G, Mg=M // G, Cg=C // G, H=H, W=W, OH=OH, OW=OW, KH=KH, KW=KW,
+             SH=SH, SW=SW, PT=pads[0], PL=pads[1], bias=len(k.ins) == 3,
+             nhwc=wa.channels_last)
+    v["K"] = KH * KW
+    v["CK"] = v["Cg"] * v["K"]
+    k.scratch_buf(v["CK"] * H * W)
+    k.vars.update(v)
+
+
+def _pool(k: KernelSpec, avg: bool) -> None:
+    _float32_only(k)
+    wa = _window_args(k.op, pool=True)
+    x = k.ins[0].shape
+    g = _geometry(k.op, wa, x, pool=True)
+    v = _axes3(g)
+    v.update(N=x[0], C=x[-1] if wa.channels_last else x[1], nhwc=wa.channels_last, avg=avg,
+             global_=wa.global_pooling,
+             include_pad=bool(getattr(k.args, "count_include_pad", False)))
+    # interior output columns (whole window inside the input row): no clipping there
+    v["A"], v["B"] = _interior(v["OW"], v["SW"], v["PW"], v["KW"], 1, v["W"])
+    # interior output rows (all the window's rows inside the input): a constant row loop
+    v["HA"], v["HB"] = _interior(v["OH"], v["SH"], v["PH"], v["KH"], 1, v["H"])
+    if avg and wa.global_pooling and wa.channels_last:
+        k.scratch_buf(v["C"], np.float64)  # per-channel sums of one image
+    k.vars.update(v)
+
+
+@kernel("MaxPool", "MaxPool1D", "MaxPool2D", "MaxPool3D", template="spatial.pyx.j2",
+        macro="pool")
+def max_pool(k: KernelSpec) -> None:
+    _pool(k, avg=False)
+
+
+@kernel("AveragePool", "AveragePool1D", "AveragePool2D", "AveragePool3D",
+        template="spatial.pyx.j2", macro="pool")
+def average_pool(k: KernelSpec) -> None:
+    _pool(k, avg=True)
+

@@ -1,0 +1,181 @@
+"""Plan and render one compiled segment: a run of ops -> one deterministic .pyx module.
+
+Planning specialises the segment to the types of the blobs it reads (shapes are then static
+everywhere inside), lowers every op to its kernel, and gives every SSA value the segment
+writes a persistent buffer: the final version of each blob name is what the workspace sees
+after a run; earlier versions and kernel scratch stay private. Buffers live as long as the
+compiled variant, so a RunNet allocates nothing.
+
+Rendering fills `net.pyx.j2` with one `cdef int k<i>(...) noexcept nogil` per op (each
+commented with the op it came from) and a `Program` class whose `run(inputs)` calls them in
+order without the GIL. Blob and net names never reach the source except inside comments,
+escaped with ascii(); buffers are numbered.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import pathlib
+
+import jinja2
+import numpy as np
+
+from c2compile.codegen.cython.lowering import Buf, Kernel, KernelSpec, Unsupported, lower
+from c2compile.ops.schema import BoundOp, TensorType
+
+TEMPLATES = pathlib.Path(__file__).parent / "templates"
+
+
+@dataclasses.dataclass(frozen=True)
+class Slot:
+    """One persistent buffer of a compiled variant."""
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    role: str  # "value" (an SSA value of a blob) or "scratch"
+    blob: str | None = None
+
+
+@dataclasses.dataclass
+class Step:
+    op: BoundOp
+    kernel: Kernel
+    spec: KernelSpec
+    args: list[str]      # C expressions passed to k<i>: inputs, outputs, scratch, [rng]
+    rng_index: int | None
+
+
+@dataclasses.dataclass
+class SegmentPlan:
+    """A segment specialised to its input types: what to render and how to bind it."""
+    name: str
+    inputs: list[str]                 # blob names read from outside, in `run(inputs)` order
+    input_types: list[TensorType]
+    slots: list[Slot]
+    outputs: dict[str, int]           # blob name -> slot of its final version
+    steps: list[Step]
+    seeds: list[int | None]           # per random stream: DeviceOption.random_seed or None
+
+    def error_message(self, step: int, code: int) -> str:
+        s = self.steps[step]
+        return s.spec.errors.get(code, f"kernel failed with code {code}")
+
+
+def plan_segment(name: str, ops: list[BoundOp], input_types: dict[str, TensorType]) -> SegmentPlan:
+    """Specialise `ops` to `input_types` (every blob the segment reads from outside).
+
+    Raises ShapeError (from the ops' own rules) for inputs they cannot take, and Unsupported
+    when some op instance has no kernel for these types.
+    """
+    inputs: list[str] = []
+    where: dict[str, str] = {}          # blob name -> C expression of its current version
+    types: dict[str, TensorType] = {}
+    slots: list[Slot] = []
+    steps: list[Step] = []
+    seeds: list[int | None] = []
+    outputs: dict[str, int] = {}
+
+    def new_slot(shape, dtype, role, blob=None) -> int:
+        slots.append(Slot(tuple(shape), np.dtype(dtype), role, blob))
+        return len(slots) - 1
+
+    for op in ops:
+        in_exprs, in_types = [], []
+        for blob in op.inputs:
+            if blob not in where:
+                inputs.append(blob)
+                where[blob] = f"x[{len(inputs) - 1}]"
+                types[blob] = input_types[blob]
+            in_exprs.append(where[blob])
+            in_types.append(types[blob])
+        out_types = op.opdef.infer(op, *in_types)
+        for t in out_types:
+            if t.shape is None or t.dtype is None:
+                raise Unsupported(f"{op.where}: output shape depends on data")
+        kern, spec = lower(op, in_types, out_types)
+        args = [f"<const {b.ctype}*>{e}" for b, e in zip(spec.ins, in_exprs)]
+        for blob, t, b in zip(op.outputs, out_types, spec.outs):
+            slot = new_slot(t.shape, t.dtype, "value", blob)
+            where[blob] = f"self.b[{slot}]"
+            types[blob] = t
+            outputs[blob] = slot
+            args.append(f"<{b.ctype}*>self.b[{slot}]")
+        for b in spec.scratch:
+            args.append(f"<{b.ctype}*>self.b[{new_slot(b.shape, b.dtype, 'scratch')}]")
+        rng_index = None
+        if spec.rng:
+            rng_index = len(seeds)
+            dev = op.proto.device_option
+            seeds.append(dev.random_seed if dev.HasField("random_seed") else None)
+            args.append(f"self.r[{rng_index}]")
+        steps.append(Step(op, kern, spec, args, rng_index))
+    return SegmentPlan(name, inputs, [types[b] for b in inputs], slots, outputs, steps, seeds)
+
+
+def comment(text) -> str:
+    """Untrusted text (blob, op, net names) made safe for one `#` comment line."""
+    return ascii(str(text))[1:-1]
+
+
+def shape_str(buf: Buf | TensorType) -> str:
+    return "x".join(map(str, buf.shape)) or "scalar"
+
+
+def _bytecode_cache():
+    """Compiled templates kept beside the module cache: compiling them costs a fresh
+    process ~0.3 s, which a warm cache hit should not pay. None when the dir is unusable."""
+    from c2compile.codegen import cache
+    try:
+        d = cache.cache_dir() / "jinja"
+        d.mkdir(parents=True, exist_ok=True)
+        return jinja2.FileSystemBytecodeCache(str(d))
+    except OSError:
+        return None
+
+
+@functools.lru_cache(maxsize=None)
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                             trim_blocks=True, lstrip_blocks=True, autoescape=False,
+                             bytecode_cache=_bytecode_cache())
+    env.filters["comment"] = comment
+    env.filters["shape"] = shape_str
+    env.globals["ctype"] = lambda dtype: Buf("", (), np.dtype(dtype)).ctype
+    return env
+
+
+def _signature(step: Step) -> str:
+    spec = step.spec
+    params = [f"const {b.ctype}* {b.name}" for b in spec.ins]
+    params += [f"{b.ctype}* {b.name}" for b in spec.outs + spec.scratch]
+    if spec.rng:
+        params.append("unsigned long long* rng")
+    return ", ".join(params)
+
+
+def render_kernel(step: Step) -> str:
+    """The body of one kernel, from its family template's macro."""
+    env = environment()
+    module = env.get_template(step.kernel.template).module
+    macro = getattr(module, step.kernel.macro or step.op.type)
+    return str(macro(step.spec)).strip("\n")
+
+
+def render(plan: SegmentPlan) -> str:
+    """The whole module's source: deterministic for the same plan."""
+    from c2compile import __version__
+    env = environment()
+    kernels = []
+    for step in plan.steps:
+        op = step.op
+        outs = ", ".join(f"{comment(n)} {shape_str(b)}:{b.dtype}"
+                         for n, b in zip(op.outputs, step.spec.outs))
+        kernels.append(dict(
+            index=op.index, header=comment(f"op #{op.index} ({op.type}"
+                                           f"{' ' + repr(op.name) if op.name else ''})"),
+            outs=outs, signature=_signature(step), body=render_kernel(step), args=step.args))
+    return env.get_template("net.pyx.j2").render(
+        version=__version__, plan=plan, kernels=kernels,
+        inputs=[(comment(n), shape_str(t), t.dtype) for n, t in zip(plan.inputs, plan.input_types)],
+        uses_blas=any("gemm" in k["body"] for k in kernels),
+        uses_rng=bool(plan.seeds))

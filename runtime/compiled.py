@@ -1,0 +1,199 @@
+"""Compiled nets: a created net split into compiled segments and reference fallbacks.
+
+`PartitionedNet` partitions a net's ops into maximal runs that have Cython kernels
+(`CythonSegment`) and the ops between them (`ReferenceSegment`: Python, Print, ops without
+a kernel). A compiled segment specialises itself on the first run for each signature of the
+blobs it reads (shape and dtype of each), builds (or loads from the cache) one module per
+signature, and runs it with one call per RunNet.
+
+Semantics kept: blobs read and written by name exactly as the reference executor does; the
+workspace sees the final version of every blob a segment writes. Buffers of a variant are
+persistent, so a RunNet allocates nothing; fetches copy. Errors found before a segment runs
+(missing blob, dtype or shape the ops cannot take) leave the workspace untouched. A kernel
+that fails on data (e.g. a label out of range) names its op; blobs written earlier in that
+segment keep their new values.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping, MutableMapping
+
+import numpy as np
+
+from c2compile.errors import BlobError, OpError
+from c2compile.ops.schema import BoundOp, TensorType
+from c2compile.runtime import reference
+
+
+_blas_threads_set: int | None = None
+
+
+def limit_blas_threads() -> None:
+    """Apply `config.blas_threads` to the BLAS compiled kernels call (scipy's OpenBLAS).
+
+    numpy's own BLAS (the reference executor's) is left alone.
+    """
+    global _blas_threads_set
+    from c2compile import config
+    if config.blas_threads <= 0 or _blas_threads_set == config.blas_threads:
+        return
+    import scipy.linalg.cython_blas  # noqa: F401  (loads the library to control)
+    from threadpoolctl import ThreadpoolController
+    for lib in ThreadpoolController().lib_controllers:
+        if lib.user_api == "blas" and "scipy.libs" in lib.filepath.replace("\\", "/"):
+            lib.set_num_threads(config.blas_threads)
+    _blas_threads_set = config.blas_threads
+
+
+class ReferenceSegment:
+    """Ops that run on the numpy reference executor."""
+    compiled = False
+
+    def __init__(self, ops: list[BoundOp], why: str):
+        self.ops, self.why = ops, why
+
+    def run(self, view) -> None:
+        reference.run_ops(self.ops, view)
+
+
+@dataclasses.dataclass
+class Variant:
+    """One specialisation of a segment: its plan, module, program and output buffers."""
+    plan: Any
+    module: Any
+    program: Any
+    outputs: dict[str, np.ndarray]
+    source: str
+
+
+class CythonSegment:
+    """A run of ops with Cython kernels, one compiled variant per input signature."""
+    compiled = True
+
+    def __init__(self, name: str, ops: list[BoundOp]):
+        self.name, self.ops = name, ops
+        written: set[str] = set()
+        self.inputs: list[str] = []
+        self.first_reader: dict[str, BoundOp] = {}
+        for op in ops:
+            for blob in op.inputs:
+                if blob not in written and blob not in self.first_reader:
+                    self.inputs.append(blob)
+                    self.first_reader[blob] = op
+            written.update(op.outputs)
+        self.variants: dict[tuple, Variant | ReferenceSegment] = {}
+
+    def _read(self, blobs: Mapping[str, Any]) -> list[np.ndarray]:
+        values = []
+        for name in self.inputs:
+            try:
+                v = blobs[name]
+            except KeyError:
+                op = self.first_reader[name]
+                raise op.error(BlobError, f"input blob '{name}' does not exist in the "
+                               "workspace", blob=name) from None
+            if not isinstance(v, np.ndarray):
+                op = self.first_reader[name]
+                raise op.error(OpError, f"input blob '{name}' holds a {type(v).__name__}, "
+                               "not a tensor", blob=name)
+            if not v.flags.c_contiguous:
+                v = np.ascontiguousarray(v)
+            values.append(v)
+        return values
+
+    @staticmethod
+    def signature(types) -> tuple:
+        """Variant key: (shape, dtype number) of every input, in order."""
+        return tuple((tuple(t.shape), np.dtype(t.dtype).num) for t in types)
+
+    def run(self, view) -> None:
+        blobs = view.blobs
+        values = self._read(blobs)
+        key = tuple((v.shape, v.dtype.num) for v in values)
+        variant = self.variants.get(key)
+        if variant is None:
+            variant = self.specialise([TensorType(v.shape, v.dtype) for v in values])
+        if isinstance(variant, ReferenceSegment):
+            from c2compile.runtime.workspace import RunView
+            sub = RunView(view)  # commits only if every op succeeds, whatever `view` is
+            variant.run(sub)
+            blobs.update(sub.blobs.writes)
+            return
+        code = variant.program.run(tuple(values))
+        if code:
+            step = variant.program.failed_step
+            raise variant.plan.steps[step].op.error(
+                OpError, variant.plan.error_message(step, code))
+        blobs.update(variant.outputs)
+
+    def plan(self, types: list[TensorType]):
+        """The plan for these input types (raises Unsupported when some op can't compile)."""
+        from c2compile.codegen.cython.render import plan_segment
+        return plan_segment(self.name, self.ops, dict(zip(self.inputs, types)))
+
+    def specialise(self, types: list[TensorType], module=None) -> Variant | ReferenceSegment:
+        """Build (or take `module`, loaded from a saved artifact) the variant for `types`."""
+        from c2compile.codegen.build import build_module
+        from c2compile.codegen.cython.lowering import Unsupported
+        from c2compile.codegen.cython.render import render
+        key = self.signature(types)
+        try:
+            plan = self.plan(types)
+        except Unsupported as e:
+            variant = self.variants[key] = ReferenceSegment(self.ops, f"no kernel for these types: {e}")
+            return variant
+        source = render(plan)
+        if module is None:
+            module = build_module(source, name_hint=self.name)
+        limit_blas_threads()
+        buffers = tuple(np.empty(s.shape, s.dtype) for s in plan.slots)
+        fresh = np.random.default_rng()
+        seeds = tuple(int(s) if s is not None else int(fresh.integers(0, 2**63))
+                      for s in plan.seeds)
+        program = module.Program(buffers, seeds)
+        outputs = {blob: buffers[slot] for blob, slot in plan.outputs.items()}
+        variant = self.variants[key] = Variant(plan, module, program, outputs, source)
+        return variant
+
+
+def partition(ops: list[BoundOp], net_name: str) -> list:
+    """Maximal runs of ops with kernels become CythonSegments; the rest run on the reference."""
+    from c2compile.codegen.cython.lowering import has_kernel
+    segments: list = []
+    run: list[BoundOp] = []
+    for op in ops:
+        if has_kernel(op):
+            run.append(op)
+            continue
+        if run:
+            segments.append(CythonSegment(f"{net_name}:{len(segments)}", run))
+            run = []
+        why = "host-only op" if op.opdef.host_only else "no Cython kernel"
+        if segments and isinstance(segments[-1], ReferenceSegment):
+            segments[-1].ops.append(op)
+        else:
+            segments.append(ReferenceSegment([op], why))
+    if run:
+        segments.append(CythonSegment(f"{net_name}:{len(segments)}", run))
+    return segments
+
+
+class PartitionedNet:
+    """A created net whose CPU ops run through compiled segments and reference fallbacks."""
+
+    def __init__(self, ops: list[BoundOp], name: str):
+        self.name = name
+        self.segments = partition(ops, name)
+        self._single = len(self.segments) == 1 and self.segments[0].compiled
+
+    def run(self, ws) -> None:
+        from c2compile.runtime.workspace import RunView
+        if self._single:
+            # One compiled segment: inputs are checked before anything runs, so it can
+            # write straight into the workspace.
+            self.segments[0].run(ws)
+            return
+        view = RunView(ws)
+        for seg in self.segments:
+            seg.run(view)
+        ws.blobs.update(view.blobs.writes)

@@ -1,0 +1,94 @@
+"""Check Cython kernels against the reference executor, many cases per compiled module.
+
+Building a module costs seconds, so a test draws a *list* of cases (op type, inputs, args)
+and `check_cpu` compiles them all as one net: case i reads blobs `c<i>_x<j>` and writes
+`c<i>_y<k>` (or, for in-place cases, its input's name). The net runs through
+`workspace.CreateNet` + `RunNet` (the Cython backend), every case also runs alone on the
+reference executor, and each output is compared. `check_cpu` also asserts that every op was
+compiled, so a test can never pass by falling back to the reference.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+import numpy as np
+
+from c2compile import config, core, workspace
+from c2compile.ops.schema import bind
+from c2compile.runtime import reference
+from c2compile.runtime.compiled import CythonSegment, ReferenceSegment
+
+_names = itertools.count()
+
+
+@dataclasses.dataclass
+class Case:
+    op_type: str
+    inputs: list
+    args: dict = dataclasses.field(default_factory=dict)
+    outputs: int = 1
+    inplace: dict = dataclasses.field(default_factory=dict)  # output index -> input index
+    rtol: float = 1e-5
+    atol: float = 1e-6
+    compare: bool = True   # False: random ops; check statistics on the returned values
+
+
+def _op(case: Case, i: int):
+    ins = [f"c{i}_x{j}" for j in range(len(case.inputs))]
+    outs = [ins[case.inplace[k]] if k in case.inplace else f"c{i}_y{k}"
+            for k in range(case.outputs)]
+    return core.CreateOperator(case.op_type, ins, outs, **case.args)
+
+
+def reference_outputs(case: Case, i: int) -> list:
+    op = bind(_op(case, i), 0)
+    return reference.run_op(op, [np.asarray(x) for x in case.inputs])
+
+
+def compiled_outputs(cases: list[Case], expect_compiled: bool = True) -> list[list]:
+    """Run all cases as one compiled net; returns each case's outputs."""
+    net = core.Net(f"cpu_check_{next(_names)}")
+    for i, case in enumerate(cases):
+        for j, x in enumerate(case.inputs):
+            workspace.FeedBlob(f"c{i}_x{j}", x)
+        net.Proto().op.add().CopyFrom(_op(case, i))
+    with config.patch(backend="cpu"):
+        workspace.CreateNet(net)
+    workspace.RunNet(net.Name())
+    if expect_compiled:
+        assert_compiled(net.Name())
+    return [[workspace.FetchBlob(n) for n in _op(case, i).output] for i, case in enumerate(cases)]
+
+
+def assert_compiled(net_name: str) -> None:
+    """Every op of the created net ran in a compiled variant (no reference fallback)."""
+    created = workspace._ws().nets[net_name]
+    assert created.compiled is not None, f"net {net_name} was not compiled"
+    for seg in created.compiled.segments:
+        if isinstance(seg, ReferenceSegment):
+            raise AssertionError(f"ops {[f'{o.type}#{o.index}' for o in seg.ops]} fell back to "
+                                 f"the reference: {seg.why}")
+        assert isinstance(seg, CythonSegment)
+        for variant in seg.variants.values():
+            if isinstance(variant, ReferenceSegment):
+                raise AssertionError(f"a variant of {seg.name} fell back: {variant.why}")
+
+
+def check_cpu(cases: list[Case], expect_compiled: bool = True) -> list[list]:
+    """Compiled vs reference for every case; returns the compiled outputs."""
+    got = compiled_outputs(cases, expect_compiled)
+    for i, (case, outs) in enumerate(zip(cases, got)):
+        if not case.compare:
+            continue
+        want = reference_outputs(case, i)
+        for k, (g, w) in enumerate(zip(outs, want)):
+            where = (f"case {i} {case.op_type} {case.args} output {k}, inputs "
+                     f"{[(np.shape(x), np.asarray(x).dtype.name) for x in case.inputs]}")
+            assert g.shape == w.shape, f"{where}: shape {g.shape} != reference {w.shape}"
+            assert g.dtype == w.dtype, f"{where}: dtype {g.dtype} != reference {w.dtype}"
+            if g.dtype.kind in "fc":
+                np.testing.assert_allclose(g, w, rtol=case.rtol, atol=case.atol, err_msg=where)
+            else:
+                np.testing.assert_array_equal(g, w, err_msg=where)
+    return got

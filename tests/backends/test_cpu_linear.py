@@ -1,0 +1,116 @@
+"""Cython kernels of FC, FCTransposed, MatMul and BatchMatMul against the reference executor.
+
+Each hypothesis example draws a list of cases and compiles them as one module (`check_cpu`).
+"""
+import numpy as np
+from hypothesis import given, settings, strategies as st
+
+from tests.backends.cpu_harness import Case, check_cpu
+
+SETTINGS = settings(max_examples=4, deadline=None)
+dim = st.integers(1, 7)
+TOL = dict(rtol=1e-4, atol=1e-5)
+
+
+def _randn(draw, shape):
+    seed = draw(st.integers(0, 2**32 - 1))
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+@st.composite
+def fc_case(draw):
+    """FC or FCTransposed with X flattened at any axis (either sign), W split anywhere."""
+    op_type = draw(st.sampled_from(["FC", "FCTransposed"]))
+    x_shape = draw(st.lists(dim, min_size=1, max_size=4))
+    axis = draw(st.integers(0, len(x_shape) - 1))
+    k = int(np.prod(x_shape[axis:]))
+    n = draw(dim)
+    lead = draw(st.sampled_from([[n], [1, n], [n, 1]]))
+    tail = draw(st.sampled_from([[k], list(x_shape[axis:])]))
+    w_shape = tail + lead if op_type == "FCTransposed" else lead + tail
+    split = len(tail) if op_type == "FCTransposed" else len(lead)
+    args = dict(axis=draw(st.sampled_from([axis, axis - len(x_shape)])),
+                axis_w=draw(st.sampled_from([split, split - len(w_shape)])))
+    return Case(op_type, [_randn(draw, x_shape), _randn(draw, w_shape), _randn(draw, (n,))],
+                args, **TOL)
+
+
+@st.composite
+def matmul_case(draw):
+    """MatMul of A, B flattened at axis_a / axis_b, any trans flags, optional shape input."""
+    ta, tb = draw(st.booleans()), draw(st.booleans())
+    m, k, n = draw(dim), draw(dim), draw(dim)
+    a2 = (k, m) if ta else (m, k)
+    b2 = (n, k) if tb else (k, n)
+
+    def shaped(rows, cols):
+        """A shape flattening to rows x cols at some axis; returns (shape, axis)."""
+        lead = draw(st.sampled_from([[rows], [1, rows]] + ([[rows, 1]] if rows > 1 else [])))
+        tail = draw(st.sampled_from([[cols], [cols, 1], [1, cols]]))
+        return lead + tail, len(lead)
+
+    a_shape, ax_a = shaped(*a2)
+    b_shape, ax_b = shaped(*b2)
+    args = dict(trans_a=int(ta), trans_b=int(tb), axis_a=ax_a, axis_b=ax_b - len(b_shape))
+    ins = [_randn(draw, a_shape), _randn(draw, b_shape)]
+    if draw(st.booleans()):   # third input: gives Y its shape only
+        ins.append(np.zeros(draw(st.sampled_from([(m * n,), (m, n, 1), (1, m * n)])), np.float32))
+    return Case("MatMul", ins, args, **TOL)
+
+
+@st.composite
+def bmm_case(draw):
+    """BatchMatMul: broadcast batch dims, 1-D operands, trans flags."""
+    ta, tb = draw(st.booleans()), draw(st.booleans())
+    m, k, n = draw(dim), draw(dim), draw(dim)
+    kind = draw(st.sampled_from(["mat", "mat", "mat", "vec_a", "vec_b", "dot"]))
+    batch = draw(st.lists(st.integers(1, 3), max_size=3))
+
+    def operand_batch():
+        b = [d if draw(st.booleans()) else 1 for d in batch]
+        return b[draw(st.integers(0, len(b))):]
+
+    a_shape = operand_batch() + ([k, m] if ta else [m, k])
+    b_shape = operand_batch() + ([n, k] if tb else [k, n])
+    if kind in ("vec_a", "dot"):
+        a_shape = [k]
+    if kind in ("vec_b", "dot"):
+        b_shape = [k]
+    nd = max(len(a_shape), len(b_shape)) - 2
+    pad = lambda s: [1] * (nd - len(s[:-2])) + list(s[:-2])   # noqa: E731
+    args = dict(trans_a=int(ta), trans_b=int(tb))
+    if kind == "mat" and (pad(a_shape) != pad(b_shape) or draw(st.booleans())):
+        args["broadcast"] = 1
+    return Case("BatchMatMul", [_randn(draw, a_shape), _randn(draw, b_shape)], args, **TOL)
+
+
+@SETTINGS
+@given(cases=st.lists(st.one_of(fc_case(), matmul_case()), min_size=6, max_size=10))
+def test_fc_and_matmul(cases):
+    check_cpu(cases)
+
+
+@SETTINGS
+@given(cases=st.lists(bmm_case(), min_size=6, max_size=10))
+def test_batch_matmul(cases):
+    check_cpu(cases)
+
+
+def test_linear_edge_cases():
+    """Empty M/N/K, batch matrices sharing B that fold into one sgemm, big FC."""
+    r = np.random.default_rng(0)
+    f = lambda *s: r.standard_normal(s).astype(np.float32)   # noqa: E731
+    check_cpu([
+        Case("FC", [f(0, 4), f(3, 4), f(3)]),                        # M = 0
+        Case("FC", [f(2, 0), f(3, 0), f(3)]),                        # K = 0: Y = b
+        Case("FCTransposed", [f(2, 3, 0), f(0, 5), f(5)], dict(axis=1)),
+        Case("MatMul", [f(3, 0), f(0, 4)]),                          # K = 0: zeros
+        Case("MatMul", [f(0, 2), f(2, 4)]),
+        Case("BatchMatMul", [f(0, 3, 4), f(0, 4, 5)]),
+        Case("BatchMatMul", [f(2, 3, 0), f(2, 0, 5)]),
+        Case("BatchMatMul", [f(0), f(0)]),                           # dot of empties: [0]
+        Case("BatchMatMul", [f(4, 2, 3, 5), f(5, 6)], dict(broadcast=1)),      # folds into M
+        Case("BatchMatMul", [f(4, 2, 3, 5), f(1, 1, 5, 6)], dict(broadcast=1)),
+        Case("BatchMatMul", [f(2, 1, 3, 4), f(5, 4, 2)], dict(broadcast=1, trans_b=0)),
+        Case("FC", [f(64, 800), f(500, 800), f(500)], **TOL),
+    ])
