@@ -16,13 +16,14 @@ segment keep their new values.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping, MutableMapping
+from typing import Any, Mapping
 
 import numpy as np
 
 from c2compile.errors import BlobError, OpError
 from c2compile.ops.schema import BoundOp, TensorType
 from c2compile.runtime import reference
+from c2compile.runtime.blobs import RunView
 
 
 _blas_threads_set: int | None = None
@@ -83,7 +84,9 @@ class CythonSegment:
             written.update(op.outputs)
         self.variants: dict[tuple, Variant | ReferenceSegment] = {}
 
-    def _read(self, blobs: Mapping[str, Any]) -> list[np.ndarray]:
+    def _read(self, blobs: Mapping[str, Any]) -> tuple[np.ndarray, ...]:
+        if not self.inputs:
+            return ()
         values = []
         for name in self.inputs:
             try:
@@ -99,7 +102,7 @@ class CythonSegment:
             if not v.flags.c_contiguous:
                 v = np.ascontiguousarray(v)
             values.append(v)
-        return values
+        return tuple(values)
 
     @staticmethod
     def signature(types) -> tuple:
@@ -114,12 +117,11 @@ class CythonSegment:
         if variant is None:
             variant = self.specialise([TensorType(v.shape, v.dtype) for v in values])
         if isinstance(variant, ReferenceSegment):
-            from c2compile.runtime.workspace import RunView
             sub = RunView(view)  # commits only if every op succeeds, whatever `view` is
             variant.run(sub)
             blobs.update(sub.blobs.writes)
             return
-        code = variant.program.run(tuple(values))
+        code = variant.program.run(values)
         if code:
             step = variant.program.failed_step
             raise variant.plan.steps[step].op.error(
@@ -184,15 +186,12 @@ class PartitionedNet:
     def __init__(self, ops: list[BoundOp], name: str):
         self.name = name
         self.segments = partition(ops, name)
-        self._single = len(self.segments) == 1 and self.segments[0].compiled
+        if len(self.segments) == 1 and self.segments[0].compiled:
+            # One compiled segment checks its inputs before anything runs, so it can write
+            # straight into the workspace: RunNet calls the segment with no layer between.
+            self.run = self.segments[0].run
 
     def run(self, ws) -> None:
-        from c2compile.runtime.workspace import RunView
-        if self._single:
-            # One compiled segment: inputs are checked before anything runs, so it can
-            # write straight into the workspace.
-            self.segments[0].run(ws)
-            return
         view = RunView(ws)
         for seg in self.segments:
             seg.run(view)

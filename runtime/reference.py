@@ -7,46 +7,12 @@ succeeded, so a failing RunNet leaves the workspace as it was.
 """
 from __future__ import annotations
 
-from collections.abc import MutableMapping
 from typing import Any, Iterable, Mapping
 
 import numpy as np
 
 from c2compile.errors import BlobError, C2Error, OpError, UserFunctionError
 from c2compile.ops.schema import BoundOp, TensorType
-
-
-class Overlay(MutableMapping):
-    """The blobs as one run sees them: its own `writes` over the committed `base`.
-
-    Nothing reaches `base` until the caller commits `writes` (after the run succeeded).
-    """
-
-    def __init__(self, base: Mapping[str, Any]):
-        self.base = base
-        self.writes: dict[str, Any] = {}
-
-    def __getitem__(self, name: str):
-        try:
-            return self.writes[name]
-        except KeyError:
-            return self.base[name]
-
-    def __setitem__(self, name: str, value) -> None:
-        self.writes[name] = value
-
-    def __delitem__(self, name: str) -> None:
-        raise TypeError("a run cannot delete blobs")
-
-    def __contains__(self, name) -> bool:
-        return name in self.writes or name in self.base
-
-    def __iter__(self):
-        yield from self.writes
-        yield from (k for k in self.base if k not in self.writes)
-
-    def __len__(self) -> int:
-        return len(self.writes) + sum(1 for k in self.base if k not in self.writes)
 
 
 def _as_output(value):
@@ -130,7 +96,7 @@ def fetch_inputs(op: BoundOp, blobs: Mapping[str, Any]) -> list:
 
 
 def run_ops(ops: list[BoundOp], view) -> None:
-    """Run `ops` in order; `view` (a runtime.workspace.RunView) collects their writes."""
+    """Run `ops` in order; `view` (a runtime.blobs.RunView) collects their writes."""
     for op in ops:
         op.workspace = view
         outs = run_op(op, fetch_inputs(op, view.blobs))

@@ -7,15 +7,12 @@ succeeded: a failing RunNet/RunOperatorOnce leaves the blobs as they were.
 from __future__ import annotations
 
 import os
-from collections.abc import MutableMapping
 from typing import Any, Iterable
 
-import numpy as np
-
-from c2compile import dtypes
 from c2compile.errors import BlobError, NetError, ProtoError
 from c2compile.ops.schema import BoundOp, bind
 from c2compile.runtime import reference
+from c2compile.runtime.blobs import BlobStore, RunView
 
 
 def _to_netdef(net):
@@ -73,42 +70,11 @@ class CreatedNet:
         on_cpu = all(op.proto.device_option.device_type == 0 for op in self.ops)
         self.compiled = (PartitionedNet(self.ops, self.name)
                          if config.backend == "cpu" and on_cpu and self.ops else None)
+        if self.compiled is not None:
+            self.run = self.compiled.run  # RunNet's hot path: no dispatch layer per run
 
     def run(self, ws: "Workspace") -> None:
-        if self.compiled is not None:
-            self.compiled.run(ws)
-        else:
-            ws.run_ops(self.ops)
-
-
-class BlobStore:
-    """Feed/fetch with Caffe2's copy semantics over a `blobs` mapping."""
-    name: str
-    root_folder: str
-    blobs: MutableMapping[str, Any]
-
-    def feed(self, name: str, value) -> None:
-        if not isinstance(name, str) or not name:
-            raise BlobError(f"blob name must be a non-empty string, got {name!r}")
-        if isinstance(value, np.ndarray) or np.isscalar(value) or isinstance(value, (list, tuple)):
-            value = np.array(value, copy=True)  # the caller may keep mutating its array
-            value = dtypes.as_string_tensor(value)  # strings are stored as bytes, as Caffe2
-        self.blobs[name] = value
-
-    def fetch(self, name: str):
-        try:
-            value = self.blobs[name]
-        except KeyError:
-            raise BlobError(f"blob '{name}' does not exist in workspace '{self.name}'") from None
-        return value.copy() if isinstance(value, np.ndarray) else value
-
-
-class RunView(BlobStore):
-    """A workspace as one run sees it: reads fall through, writes stay until committed."""
-
-    def __init__(self, ws: "Workspace"):
-        self.name, self.root_folder = ws.name, ws.root_folder
-        self.blobs = reference.Overlay(ws.blobs)
+        ws.run_ops(self.ops)
 
 
 class Workspace(BlobStore):
