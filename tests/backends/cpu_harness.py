@@ -46,8 +46,8 @@ def reference_outputs(case: Case, i: int) -> list:
     return reference.run_op(op, [np.asarray(x) for x in case.inputs])
 
 
-def compiled_outputs(cases: list[Case], expect_compiled: bool = True) -> list[list]:
-    """Run all cases as one compiled net; returns each case's outputs."""
+def create_net(cases: list[Case]) -> str:
+    """Feed every case's inputs and create one compiled net of all cases; returns its name."""
     net = core.Net(f"cpu_check_{next(_names)}")
     for i, case in enumerate(cases):
         for j, x in enumerate(case.inputs):
@@ -55,9 +55,15 @@ def compiled_outputs(cases: list[Case], expect_compiled: bool = True) -> list[li
         net.Proto().op.add().CopyFrom(_op(case, i))
     with config.patch(backend="cpu"):
         workspace.CreateNet(net)
-    workspace.RunNet(net.Name())
+    return net.Name()
+
+
+def compiled_outputs(cases: list[Case], expect_compiled: bool = True) -> list[list]:
+    """Run all cases as one compiled net; returns each case's outputs."""
+    name = create_net(cases)
+    workspace.RunNet(name)
     if expect_compiled:
-        assert_compiled(net.Name())
+        assert_compiled(name)
     return [[workspace.FetchBlob(n) for n in _op(case, i).output] for i, case in enumerate(cases)]
 
 

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from c2compile import config, core, dtypes, workspace
+from c2compile import dtypes, workspace
 from c2compile.errors import OpError
 from c2compile.ops.elementwise import _BINARY, _CAST_FROM, _UNARY
 from c2compile.ops.schema import get_op
 from c2compile.runtime.compiled import ReferenceSegment
 from tests.backends.cpu_harness import (
-    Case, _op, assert_compiled, check_cpu, compiled_outputs, reference_outputs)
+    Case, _op, assert_compiled, check_cpu, compiled_outputs, create_net, reference_outputs)
 
 SETTINGS = settings(max_examples=4, deadline=None)
 ANY_DTYPES = (np.float32, np.float64, np.int32, np.int64, np.bool_, np.int8, np.uint8,
@@ -334,18 +334,12 @@ def test_in_place_across_runs():
         Case("Negative", [np.arange(5, dtype=np.int32)], inplace={0: 0}),
         Case("Pow", [np.abs(f(4)) + 0.5], dict(exponent=1.5), inplace={0: 0}),
     ]
-    net = core.Net("in_place")
-    for i, case in enumerate(cases):
-        for j, x in enumerate(case.inputs):
-            workspace.FeedBlob(f"c{i}_x{j}", x)
-        net.Proto().op.add().CopyFrom(_op(case, i))
-    with config.patch(backend="cpu"):
-        workspace.CreateNet(net)
+    name = create_net(cases)
     for _ in range(3):
-        workspace.RunNet(net.Name())
+        workspace.RunNet(name)
         for i, case in enumerate(cases):
             (want,) = reference_outputs(case, i)
             case.inputs[case.inplace[0]] = want      # what the next run reads
             got = workspace.FetchBlob(_op(case, i).output[0])
             np.testing.assert_allclose(got, want, rtol=1e-6, err_msg=case.op_type)
-    assert_compiled(net.Name())
+    assert_compiled(name)
