@@ -69,7 +69,3 @@ class UserFunctionError(Exception):
         super().__init__(str(original))
         self.original = original
 
-
-def op_error(cls, message: str, op, *, blob: str | None = None) -> OpError:
-    """Build `cls` for a bound op (anything with index, type and name attributes)."""
-    return cls(message, index=op.index, op_type=op.type, name=op.name, blob=blob)

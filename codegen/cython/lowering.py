@@ -30,7 +30,6 @@ from typing import Any, Callable
 
 import numpy as np
 
-from c2compile.errors import UnsupportedError
 from c2compile.ops.schema import BoundOp, TensorType
 
 CTYPES = {
@@ -178,7 +177,3 @@ def _load_families() -> None:
     if not _loaded:
         _loaded = True
         from c2compile.codegen.cython import families  # noqa: F401
-
-
-def unsupported(op: BoundOp, why: str) -> UnsupportedError:
-    return op.error(UnsupportedError, why)
