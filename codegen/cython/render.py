@@ -178,4 +178,5 @@ def render(plan: SegmentPlan) -> str:
         version=__version__, plan=plan, kernels=kernels,
         inputs=[(comment(n), shape_str(t), t.dtype) for n, t in zip(plan.inputs, plan.input_types)],
         uses_blas=any("gemm" in k["body"] for k in kernels),
+        uses_prange=any("prange(" in k["body"] for k in kernels),
         uses_rng=bool(plan.seeds))

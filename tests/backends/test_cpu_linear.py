@@ -114,3 +114,20 @@ def test_linear_edge_cases():
         Case("BatchMatMul", [f(2, 1, 3, 4), f(5, 4, 2)], dict(broadcast=1, trans_b=0)),
         Case("FC", [f(64, 800), f(500, 800), f(500)], **TOL),
     ])
+
+
+def test_big_fc_splits_rows_between_two_threads():
+    """Above SPLIT_MACS an FC runs as two row halves in a prange (odd M: unequal halves)."""
+    from c2compile import workspace
+    from c2compile.codegen.cython.families.linear import SPLIT_MACS
+    rng = np.random.default_rng(5)
+    M, K, N = 65, 800, 500
+    assert M * N * K >= SPLIT_MACS
+    x = rng.standard_normal((M, K)).astype(np.float32)
+    w = rng.standard_normal((N, K)).astype(np.float32)
+    b = rng.standard_normal(N).astype(np.float32)
+    check_cpu([Case("FC", [x, w, b], rtol=1e-4, atol=1e-3),
+               Case("FCTransposed", [x, w.T.copy(), b], rtol=1e-4, atol=1e-3)])
+    net = [n for n in workspace._ws().nets.values()][-1]
+    (variant,) = net.compiled.segments[0].variants.values()
+    assert variant.source.count("prange(2") == 2

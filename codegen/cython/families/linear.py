@@ -39,8 +39,23 @@ def fc(k: KernelSpec) -> None:
     _float32_only(k)
     transposed = k.op.type == "FCTransposed"
     M, K, N, _ = _fc_dims(k.op, k.ins[0].shape, k.ins[1].shape, k.ins[2].shape, transposed)
-    k.vars.update(M=M, K=K, N=N, transposed=transposed,
+    k.vars.update(M=M, K=K, N=N, transposed=transposed, split=_split_rows(M, N, K),
                   g=gemm(M, N, K, "i0", False, "i1", not transposed, "o0", beta="1.0"))
+
+
+# Multiply-adds from which a GEMM is worth two threads. With OpenBLAS single-threaded
+# (config.blas_threads == 1, the default) a big FC splits X's rows between 2 OpenMP threads:
+# benchmarks/gemm_threads.py measured 64x1568->1568 at 4.1 ms on one thread and 2.3 ms split;
+# small GEMMs stay on one thread, where waking a pool costs more than it saves.
+SPLIT_MACS = 1 << 24
+
+
+def _split_rows(M: int, N: int, K: int) -> int:
+    """Rows of X the first thread takes (0: no split)."""
+    from c2compile import config
+    if config.blas_threads != 1 or M < 2 or M * N * K < SPLIT_MACS:
+        return 0
+    return M // 2
 
 
 @kernel("MatMul", template="linear.pyx.j2")
