@@ -328,6 +328,10 @@ def test_squeezenet_predict_net():
             workspace.RunNet(predict.name)
             if backend == "cpu":
                 assert_compiled(predict.name)
+                seg = workspace._ws().nets[predict.name].compiled.segments[0]
+                (variant,) = seg.variants.values()
+                # conv1 and the big expand convs take the two-thread (split pixels) path
+                assert "for half in prange(2" in variant.source
             results[backend] = {b: workspace.FetchBlob(b) for b in ("pool10", "softmaxout")}
     assert results["cpu"]["softmaxout"].shape == (1, 1000, 1, 1)
     for blob in ("pool10", "softmaxout"):

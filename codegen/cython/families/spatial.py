@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from c2compile.codegen.cython.families.linear import _split_rows
 from c2compile.codegen.cython.lowering import KernelSpec, Unsupported, kernel
 from c2compile.ops.spatial import _conv_transpose_check, _geometry, _window_args
 
@@ -98,6 +99,10 @@ def conv(k: KernelSpec) -> None:
             k.scratch_buf(v["Mg"] * v["LD"])
         elif not v["direct"]:
             k.scratch_buf(v["CK"] * v["P"])
+    # One image per sgemm (NCHW): a big one splits its output pixels between two threads,
+    # as linear.py's FC splits rows (same threshold, same single-threaded OpenBLAS).
+    v["split"] = (_split_rows(v["P"], v["Mg"], v["CK"])
+                  if not wa.channels_last and v["NB"] == 1 else 0)
     k.vars.update(v)
 
 
