@@ -103,6 +103,7 @@ def cmd_show(args) -> int:
     from c2compile.runtime.workspace import parse_netdef
     net = parse_netdef(_read(args.net), args.net)
     known: dict[str, TensorType] = {}
+    params: dict = {}
     if args.init:
         from c2compile.workspace import Predictor
         params = Predictor(_read(args.init), net)._ws.blobs
@@ -120,17 +121,16 @@ def cmd_show(args) -> int:
         name = f" '{op.name}'" if op.name else ""
         print(f"  #{key[1]:<3} {op.type}{name}({', '.join(op.input)}) -> {', '.join(outs)}")
     if args.source or args.partition:
-        _show_partition(net, args, known)
+        # the compiled net's inputs: the given shapes of external inputs that are not parameters
+        inputs = {n: d for n, d in args.input if n in net.external_input and n not in params}
+        _show_partition(net, args, inputs)
     return 0
 
 
-def _show_partition(net, args, known) -> None:
+def _show_partition(net, args, inputs) -> None:
     """Partition into compiled segments / reference fallbacks, and the generated sources."""
     import c2compile
-    compiled = c2compile.compile(net, _read(args.init) if args.init else None,
-                                 inputs={n: t.shape for n, t in known.items()
-                                         if n in set(net.external_input) and n not in
-                                         _param_names(args)})
+    compiled = c2compile.compile(net, _read(args.init) if args.init else None, inputs=inputs)
     from c2compile.runtime.compiled import CythonSegment
     print("partition:")
     for i, seg in enumerate(compiled.segments):
@@ -149,13 +149,6 @@ def _show_partition(net, args, known) -> None:
         else:
             print(f"  segment {i}: reference ({seg.why}), {ops}: "
                   f"{', '.join(op.type for op in seg.ops)}")
-
-
-def _param_names(args) -> set:
-    if not args.init:
-        return set()
-    from c2compile.runtime.workspace import parse_netdef
-    return {o for op in parse_netdef(_read(args.init), args.init).op for o in op.output}
 
 
 def _after_shape_inference(graph, known):

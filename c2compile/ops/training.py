@@ -154,15 +154,16 @@ def _cosine(it, min_lr, max_lr, period, t_mult, lr_shrink):
 
 
 def _warmup_then(p, it):
-    """constantThenLinearWarmup's multiplier, or None once both warmups are over."""
+    """(constantThenLinearWarmup's multiplier, or None once both warmups are over;
+    the iterations past the warmups)."""
     start = p("start_warmup_multiplier", 0.1)
     c = p("constant_warmup_num_iter", 10000000)
     n = p("linear_warmup_num_iter", 10000000)
     if it < c:
-        return _constant_warmup(it, start, c)
+        return _constant_warmup(it, start, c), it - c - n
     if it < c + n:
-        return _linear_warmup(it - c, start, n)
-    return None
+        return _linear_warmup(it - c, start, n), it - c - n
+    return None, it - c - n
 
 
 def _multiplier(ctx, it: int, p: _Policy | None = None) -> float:
@@ -234,15 +235,13 @@ def _multiplier(ctx, it: int, p: _Policy | None = None) -> float:
         stepsize = p.positive("stepsize", 0, "the half-cycle length")
         return _cyclical(it, ctx.args.base_lr, p("max_lr", 0.005), stepsize, p("decay", 1.0))
     if policy == "constantThenLinearWarmup":
-        m = _warmup_then(p, it)
+        m, _ = _warmup_then(p, it)
         return 1.0 if m is None else m
     if policy == "compositeCyclical":
         step = p.positive("cyclical_step_size", 1000000, "the half-cycle length")
-        m = _warmup_then(p, it)
+        m, rest = _warmup_then(p, it)
         if m is not None:
             return m
-        rest = it - p("constant_warmup_num_iter", 10000000) - p("linear_warmup_num_iter",
-                                                                10000000)
         return _cyclical(rest, ctx.args.base_lr, p("cyclical_max_lr", 0.05), step,
                          p("cyclical_decay", 1.0))
     if policy == "cosine":
@@ -251,11 +250,9 @@ def _multiplier(ctx, it: int, p: _Policy | None = None) -> float:
                        p("lr_shrink", 0.99))
     if policy == "compositeCosine":
         period = p.positive("cosine_period", 50, "the cycle length")
-        m = _warmup_then(p, it)
+        m, rest = _warmup_then(p, it)
         if m is not None:
             return m
-        rest = it - p("constant_warmup_num_iter", 10000000) - p("linear_warmup_num_iter",
-                                                                10000000)
         return _cosine(rest, p("cosine_min_lr", 0.1), p("cosine_max_lr", 0.5), period,
                        p("cosine_t_mult", 1.0), p("cosine_lr_shrink", 0.99))
     raise AssertionError(policy)
