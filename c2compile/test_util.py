@@ -15,7 +15,7 @@ import numpy as np
 
 from c2compile import workspace
 from c2compile.runtime.workspace import Workspace as _RuntimeWorkspace
-from c2compile.runtime.workspace import _to_netdef, bind_ops
+from c2compile.runtime.workspace import _to_netdef, bind_net, bind_ops
 
 
 def rand_array(*dims) -> np.ndarray:
@@ -192,8 +192,7 @@ class StandaloneWorkspace:
         if hasattr(obj, "Proto"):
             obj = obj.Proto()
         if hasattr(obj, "external_input"):  # NetDef
-            dev = obj.device_option if obj.HasField("device_option") else None
-            self._impl.run_ops(bind_ops(obj.op, obj.name, dev))
+            self._impl.run_ops(bind_net(obj))
         elif hasattr(obj, "type") and hasattr(obj, "input"):  # OperatorDef
             self._impl.run_ops(bind_ops([obj]))
         else:

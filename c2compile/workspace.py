@@ -11,7 +11,7 @@ from typing import Iterable
 import numpy as np
 
 from c2compile.errors import BlobError, NetError
-from c2compile.runtime.workspace import Workspace, _to_netdef, bind_ops, parse_netdef
+from c2compile.runtime.workspace import Workspace, _to_netdef, bind_net, bind_ops, parse_netdef
 
 _workspaces: dict[str, Workspace] = {"default": Workspace("default")}
 _current = "default"
@@ -145,8 +145,7 @@ def _as_opdef(operator):
 def RunNetOnce(net) -> bool:
     """Run a net without keeping it in the workspace."""
     netdef = _to_netdef(net)
-    dev = netdef.device_option if netdef.HasField("device_option") else None
-    _ws().run_ops(bind_ops(netdef.op, netdef.name, dev))
+    _ws().run_ops(bind_net(netdef))
     return True
 
 

@@ -53,6 +53,12 @@ def bind_ops(ops: Iterable, net_name: str | None = None, device_option=None) -> 
     return bound
 
 
+def bind_net(netdef) -> list[BoundOp]:
+    """Bind a NetDef's ops, its device option applying to ops that set none (as Caffe2)."""
+    dev = netdef.device_option if netdef.HasField("device_option") else None
+    return bind_ops(netdef.op, netdef.name, dev)
+
+
 class CreatedNet:
     """A net created in a workspace: its NetDef and bound ops, ready to run many times.
 
@@ -65,8 +71,7 @@ class CreatedNet:
         from c2compile.runtime.compiled import PartitionedNet
         self.netdef = netdef
         self.name = netdef.name
-        dev = netdef.device_option if netdef.HasField("device_option") else None
-        self.ops = bind_ops(netdef.op, netdef.name, dev)
+        self.ops = bind_net(netdef)
         on_cpu = all(op.proto.device_option.device_type == 0 for op in self.ops)
         self.compiled = (PartitionedNet(self.ops, self.name)
                          if config.backend == "cpu" and on_cpu and self.ops else None)
