@@ -4,7 +4,9 @@
 `BlobReference` names a blob and lets you chain ops off it (`X.FC([W, b], "Y")`);
 `CreateOperator` builds a single `OperatorDef`. Names, name scopes, device scopes, argument
 encoding and the auto-generated blob names follow Caffe2 1.10 exactly, so a script that
-builds a net with Caffe2 builds the same NetDef here. Gradients are not built here.
+builds a net with Caffe2 builds the same NetDef here. `Net.AddGradientOperators` and
+`GradientRegistry` front the gradient pass (passes/gradients.py); each op's gradient rule
+lives with its definition (c2compile/ops/gradient.py).
 """
 from __future__ import annotations
 
@@ -236,6 +238,95 @@ def _RectifyInputOutput(blobs, net=None) -> list[BlobReference]:
         return rectified
     raise TypeError(f"Unknown input/output type: {blobs!r} of type {type(blobs).__name__} "
                     "(use a str, a BlobReference or a list of them)")
+
+
+# ----------------------------------------------------------------------------- gradients
+
+class GradientSlice(tuple):
+    """A sparse gradient (indices, values), Caffe2's core.GradientSlice."""
+    __slots__ = ()
+
+    def __new__(cls, indices, values):
+        return super().__new__(cls, (indices, values))
+
+    indices = property(lambda self: self[0])
+    values = property(lambda self: self[1])
+
+    def __repr__(self) -> str:
+        return f"GradientSlice(indices={self[0]!r}, values={self[1]!r})"
+
+
+class GradientRegistry:
+    """Caffe2's GradientRegistry: gradient rules by op type.
+
+    Rules live with the op definitions (ops/gradient.py); `RegisterGradient(op_type)`
+    adds a Python rule `f(op, g_output) -> (gradient ops, g_input)` for an op type that has
+    none (as in Caffe2, a built-in rule wins over a Python one).
+    """
+    gradient_registry_: dict = {}
+
+    @classmethod
+    def RegisterGradient(cls, op_type):
+        def wrapper(func):
+            cls.gradient_registry_[op_type] = func
+            return func
+        return wrapper
+
+    @classmethod
+    def GetGradientForOp(cls, op, g_output):
+        """(gradient OperatorDefs, [gradient of each input or None]) of one op."""
+        from c2compile.ops.gradient import gradient_for_op
+        from c2compile.ops.schema import get_op
+        g_output = [None if g is None else
+                    GradientSlice(str(g[0]), str(g[1])) if isinstance(g, tuple) else str(g)
+                    for g in g_output]
+        if get_op(op.type).grad is None and op.type in cls.gradient_registry_:
+            ops, g_input = cls.gradient_registry_[op.type](op, g_output)
+            return ([] if ops is None else ops if isinstance(ops, list) else [ops]), g_input
+        return gradient_for_op(op, g_output)
+
+    @classmethod
+    def GetBackwardPass(cls, operators, ys, ys_generate_gradient=False):
+        """(gradient ops, {blob: gradient}) computing the derivatives of `ys` (a list: each
+        gets a gradient of ones; or a dict {y: its gradient blob or None})."""
+        from c2compile.passes.gradients import backward_pass
+        grad_ops, input_to_grad = backward_pass(list(operators), ys, cls.gradient_registry_)
+        return grad_ops, {BlobReference(k): GradientSlice(BlobReference(v[0]),
+                                                          BlobReference(v[1]))
+                          if isinstance(v, tuple) else BlobReference(v)
+                          for k, v in input_to_grad.items()}
+
+
+def _check_scalar_losses(net: "Net", ys) -> None:
+    """A loss given without its gradient gets a gradient of ones; Caffe2 did that for any
+    shape, which for a non-scalar "loss" silently differentiates its sum. Refuse it where the
+    shape is known (from the blobs already in the workspace)."""
+    from c2compile.errors import GradientError, OpError
+    from c2compile.ir import Graph
+    from c2compile.passes.shape_inference import infer_graph, workspace_types
+    if isinstance(ys, dict):
+        ys = [y for y, g in ys.items() if g is None]
+    if not ys:
+        return
+    graph = Graph.from_netdef(net.Proto())
+    try:
+        infer_graph(graph, workspace_types())
+    except OpError:
+        return  # shapes the run will report; no verdict on the loss here
+    for y in map(str, ys):
+        key = graph.latest(y)
+        if key is None:
+            continue
+        shape = graph.value(key)["shape"]
+        if shape is not None and int(np.prod(shape)) != 1:
+            producer = graph.producer(key)
+            op = graph.op_def(producer) if producer is not None else None
+            raise GradientError(
+                f"the loss '{y}' has shape {list(shape)}, not one element: give its gradient "
+                f"explicitly (AddGradientOperators({{'{y}': grad_blob}})) or reduce it to a "
+                "scalar (AveragedLoss, SumElements)", blob=y,
+                index=None if producer is None else producer[1],
+                op_type=op.type if op is not None else "", name=op.name if op else "")
 
 
 # ----------------------------------------------------------------------------- operators
@@ -662,6 +753,14 @@ class Net:
 
     def __dir__(self):
         return sorted(set(chain(dir(type(self)), self.__dict__, _registered_ops())))
+
+    def AddGradientOperators(self, ys, skip=0):
+        """Append the gradient ops of `ys` (see GradientRegistry.GetBackwardPass) for the
+        ops after the first `skip`; returns {blob: its gradient blob}."""
+        _check_scalar_losses(self, ys)
+        grad_ops, input_to_grad = GradientRegistry.GetBackwardPass(self._net.op[skip:], ys)
+        self._ExtendOps(grad_ops)
+        return input_to_grad
 
     def Python(self, f, grad_f=None, python_func_type=None, pass_workspace=False,
                grad_output_indices=None, grad_input_indices=None):

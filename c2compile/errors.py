@@ -58,6 +58,10 @@ class UnsupportedError(OpError):
     """A valid Caffe2 construct that c2compile does not implement (yet)."""
 
 
+class GradientError(OpError):
+    """No gradient can be built through this op (no rule, or a gradient it needs is missing)."""
+
+
 class UserFunctionError(Exception):
     """Carries an exception raised by user code (a Python op's function) out of a reference.
 

@@ -1,6 +1,6 @@
 """Caffe2's `gradient_checker`: an op's (or net's) analytic gradient vs finite differences.
 
-The numeric side works today and is reusable on its own:
+The numeric side is reusable on its own:
 
 * `numeric_gradient(loss, x, stepsize)`: central differences of any scalar function of an array;
 * `GradientChecker.EstimateGradient(op, inputs, input_to_check, outputs_with_grads)`: the
@@ -8,9 +8,8 @@ The numeric side works today and is reusable on its own:
   outputs) with respect to one input of one op, using forward runs only;
 * `NetGradientChecker.EstimateGradient(...)`: the same for a net.
 
-The analytic side needs gradient operators, which c2compile does not generate yet (issue 4):
-`CheckSimple`, `getGradientForOp` and `NetGradientChecker.Check/CompareNets` raise
-`GradientNotImplementedError` until `core.GradientRegistry` exists, instead of passing silently.
+The analytic side runs the gradient ops of each op's rule (`core.GradientRegistry`), or of
+`Net.AddGradientOperators` for nets.
 """
 from __future__ import annotations
 
@@ -19,38 +18,15 @@ from typing import Callable
 
 import numpy as np
 
-from c2compile import workspace
+from c2compile import core, workspace
 from c2compile.errors import C2Error
 from c2compile.proto import caffe2_pb2
 
-ISSUE = "issue 4"
-
-
-class GradientNotImplementedError(C2Error, NotImplementedError):
-    """Gradient operators are not generated yet; the message says what was asked for."""
-
-
-def _no_gradients(what: str) -> GradientNotImplementedError:
-    return GradientNotImplementedError(
-        f"{what}: gradient generation lands with {ISSUE}; c2compile has no gradient operators "
-        "yet, so the analytic gradient cannot be computed (finite differences are available: "
-        "GradientChecker.EstimateGradient)")
-
-
-def _gradient_registry():
-    from c2compile import core
-    registry = getattr(core, "GradientRegistry", None)
-    if registry is None or not hasattr(registry, "GetGradientForOp"):
-        return None
-    return registry
-
 
 def getGradientForOp(op):
-    """(gradient OperatorDefs, {input index: gradient blob}) of `op`, as Caffe2 returns them."""
-    registry = _gradient_registry()
-    if registry is None:
-        raise _no_gradients(f"gradient of op {op.type}")
-    return registry.GetGradientForOp(op, [s + "_grad" for s in op.output])
+    """(gradient OperatorDefs, [gradient blob of each input]) of `op`, as Caffe2 returns
+    them, with each output's gradient named `<output>_grad`."""
+    return core.GradientRegistry.GetGradientForOp(op, [s + "_grad" for s in op.output])
 
 
 # ----------------------------------------------------------------------------- finite differences
@@ -186,13 +162,13 @@ class GradientChecker:
         half the sum of squares of outputs `outputs_with_grads`.
 
         Returns (passed, analytic gradient, estimated gradient) as Caffe2 does. `grad_ops`
-        defaults to the op's registered gradient (issue 4); when given, the gradient of
-        input X is read from blob "X_grad".
+        defaults to the op's gradient rule; when given, the gradient of input X is read from
+        blob "X_grad".
         """
         op = copy.deepcopy(op)
         op.device_option.CopyFrom(self._device_option)
         if grad_ops is None:
-            grad_ops, g_input = getGradientForOp(op)  # raises until issue 4
+            grad_ops, g_input = getGradientForOp(op)
             grad_name = g_input[input_to_check]
         else:
             grad_name = op.input[input_to_check] + "_grad"
@@ -230,19 +206,18 @@ class GradientChecker:
 
 # ----------------------------------------------------------------------------- nets
 
-def _require_net_gradients(net):
-    if _gradient_registry() is None or not hasattr(net, "AddGradientOperators"):
-        raise _no_gradients(f"gradient of net '{_net_name(net)}'")
-
-
 def _net_name(net) -> str:
     return net.Name() if hasattr(net, "Name") else getattr(net, "name", "")
 
 
 def _get_grad(net, outputs, outputs_with_grad, input_values, inputs_with_grads):
-    _require_net_gradients(net)
     grad_net = net.Clone(_net_name(net) + "_copy")
-    grad_map = grad_net.AddGradientOperators(outputs_with_grad)
+    # The gradient of sum(output) for outputs of any shape: ones, given explicitly (the
+    # implicit form refuses non-scalar losses).
+    ones = {}
+    for o in outputs_with_grad:
+        ones[o] = grad_net.ConstantFill([o], [str(o) + "_autogen_grad"], value=1.0)
+    grad_map = grad_net.AddGradientOperators(ones)
     for name, value in (input_values or {}).items():
         workspace.FeedBlob(name, value)
     for name in inputs_with_grads:

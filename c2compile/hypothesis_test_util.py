@@ -15,8 +15,8 @@ Write an op test as in Caffe2:
   `ensure_outputs_are_inferred` an output whose shape the rule leaves unknown fails too).
 * `assertDeviceChecks(dc, op, inputs, outputs_to_check)` runs the op on every device option
   and every backend present for it (`c2compile.device_checker`) and compares the outputs.
-* `assertGradientChecks(...)` needs gradient operators, which land with issue 4: until then it
-  raises `gradient_checker.GradientNotImplementedError`.
+* `assertGradientChecks(gc, op, inputs, i, [outputs])` compares the op's gradient ops
+  (its rule in c2compile/ops) with finite differences for input i.
 
 Strategies (`tensor`, `tensors`, `lengths`, ...) and device options (`gcs`, `gcs_cpu_only`, ...)
 are Caffe2's; `device_options` holds one DeviceOption per device type that has a backend here.
@@ -38,7 +38,7 @@ import hypothesis.extra.numpy
 import hypothesis.strategies as st
 import numpy as np
 
-from c2compile import device_checker, gradient_checker, test_util, workspace
+from c2compile import core, device_checker, gradient_checker, test_util, workspace
 from c2compile.proto import caffe2_pb2
 
 
@@ -376,7 +376,7 @@ class HypothesisTestCase(test_util.TestCase):
                              outputs_with_grads, grad_ops=None, threshold=0.005, stepsize=0.05,
                              input_device_options=None, ensure_outputs_are_inferred=False):
         """The op's gradient w.r.t. input `outputs_to_check` (an input index, as Caffe2 names
-        it) matches finite differences. Needs gradient ops: raises until issue 4."""
+        it) matches finite differences."""
         gc = gradient_checker.GradientChecker(
             stepsize=stepsize, threshold=threshold, device_option=device_option,
             workspace_name=str(device_option), input_device_options=input_device_options)
@@ -389,7 +389,30 @@ class HypothesisTestCase(test_util.TestCase):
 
     def _assertGradReferenceChecks(self, op, inputs, ref_outputs, output_to_grad,
                                    grad_reference, threshold=1e-4):
-        raise gradient_checker._no_gradients(f"gradient reference check of op {op.type}")
+        """Run op's gradient ops with output `output_to_grad`'s gradient set to its value and
+        compare each input gradient with `grad_reference(output_grad, ref_outputs, inputs)`
+        (None where an input has no gradient). Runs in the caller's workspace, after op."""
+        grad_blob = output_to_grad + "_grad"
+        grad_ops, grad_map = core.GradientRegistry.GetBackwardPass([op], {output_to_grad:
+                                                                          grad_blob})
+        output_grad = workspace.FetchBlob(output_to_grad)
+        grad_ref_outputs = grad_reference(output_grad, ref_outputs, inputs)
+        workspace.FeedBlob(grad_blob, output_grad)
+        workspace.RunOperatorsOnce(grad_ops)
+        self.assertEqual(len(grad_ref_outputs), len(inputs))
+        for name, ref in zip(op.input, grad_ref_outputs):
+            grad = grad_map.get(name)
+            if not grad:
+                self.assertIsNone(ref, f"input '{name}' gets no gradient from {op.type}, but "
+                                       "the gradient reference gives one")
+                continue
+            if isinstance(grad, core.GradientSlice):
+                raise self.failureException(f"input '{name}': sparse gradients are not "
+                                            "supported by c2compile")
+            np.testing.assert_allclose(
+                workspace.FetchBlob(str(grad)), ref, atol=threshold, rtol=threshold,
+                err_msg=f"gradient of {op.type} input '{name}' does not match the gradient "
+                        "reference")
 
     def assertReferenceChecks(self, device_option, op, inputs, reference,
                               input_device_options=None, threshold=1e-4, output_to_grad=None,

@@ -45,6 +45,14 @@ def infer_graph(graph: Graph, known: Mapping[str, TensorType]) -> Graph:
     return graph
 
 
+def workspace_types() -> dict[str, TensorType]:
+    """The types of the current workspace's tensor blobs."""
+    from c2compile import workspace
+    blobs = workspace._ws().blobs
+    return {name: TensorType(blobs[name].shape, blobs[name].dtype) for name in workspace.Blobs()
+            if isinstance(blobs[name], np.ndarray)}
+
+
 def infer_shapes_and_types(netdefs, blob_dimensions=None, blob_types=None):
     """Caffe2's `workspace.InferShapesAndTypes`: ({blob: [dims]}, {blob: DataType}).
 
@@ -52,14 +60,10 @@ def infer_shapes_and_types(netdefs, blob_dimensions=None, blob_types=None):
     Caffe2; otherwise `blob_dimensions` does, with `blob_types` (DataType numbers, FLOAT
     where not given).
     """
-    known: dict[str, TensorType] = {}
     if blob_dimensions is None:
-        from c2compile import workspace
-        for name in workspace.Blobs():
-            value = workspace._ws().blobs[name]
-            if isinstance(value, np.ndarray):
-                known[name] = TensorType(value.shape, value.dtype)
+        known = workspace_types()
     else:
+        known = {}
         blob_types = blob_types or {}
         for name, dims in blob_dimensions.items():
             dtype = dtypes.to_numpy(blob_types.get(name, dtypes.FLOAT))

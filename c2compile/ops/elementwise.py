@@ -24,8 +24,9 @@ import numpy as np
 
 from c2compile import dtypes
 from c2compile.errors import ArgumentError
+from c2compile.ops.gradient import NO_GRADIENT
 from c2compile.ops.schema import (
-    NUMERIC_TYPES, Arg, TensorType, op, require_dtype)
+    NUMERIC_TYPES, Arg, TensorType, op, require_dtype, set_gradient)
 
 F32 = (np.float32,)
 F32_F64 = (np.float32, np.float64)
@@ -129,6 +130,31 @@ for _type, _allowed, _inplace, _args, _fn in _UNARY:
     _ref.__doc__ = f"Caffe2 {_type}, elementwise."
     op(_type, inputs=1, outputs=1, inplace=_inplace, args=_args,
        infer=_unary_infer(_allowed))(_ref)
+
+set_gradient("StopGradient", NO_GRADIENT)
+
+
+# ----------------------------------------------------------------------------- unary gradients
+
+def _same_as_dy(ctx, *ins: TensorType):
+    """dX has dY's (the last input's) type; the forward input/output must match it."""
+    dy = ins[-1]
+    require_dtype(ctx, dy, F32, f"gradient input '{ctx.inputs[-1]}'")
+    for t, name in zip(ins[:-1], ctx.inputs):
+        if t.shape is not None and dy.shape is not None and t.shape != dy.shape:
+            ctx.fail(f"'{name}' has shape {list(t.shape)} but the gradient "
+                     f"'{ctx.inputs[-1]}' has {list(dy.shape)}", blob=name)
+    return [dy]
+
+
+@op("ReluGradient", inputs=2, outputs=1, inplace=[(1, 0)], infer=_same_as_dy)
+def relu_gradient(ctx, Y, dY):
+    """dX = dY where Y > 0, else 0 (inputs: the forward output Y, its gradient dY)."""
+    _checked(ctx, Y, dY)
+    return np.where(Y > 0, dY, dY.dtype.type(0))
+
+
+set_gradient("Relu", lambda g: [g.op("ReluGradient", [g.O(0), g.GO(0)], [g.GI(0)])])
 
 
 # ----------------------------------------------------------------------------- Cast
@@ -403,7 +429,15 @@ def _variadic_infer(allowed):
     return infer
 
 
-@op("Sum", inputs=(1, None), outputs=1, inplace=_SELF, infer=_variadic_infer(NUMERIC))
+def _sum_grad(g):
+    """Every input's gradient is the output's gradient itself: no op is needed."""
+    for i in range(g.num_inputs):
+        g.pass_GI(i, g.GO(0))
+    return []
+
+
+@op("Sum", inputs=(1, None), outputs=1, inplace=_SELF, infer=_variadic_infer(NUMERIC),
+    grad=_sum_grad)
 def sum_(ctx, *xs):
     """Elementwise sum of same-shaped inputs, added in input order."""
     _checked(ctx, *xs)

@@ -115,6 +115,10 @@ class OpDef:
     # Accept arguments the schema does not list (the Python op hands them to the user's
     # function); they stay raw in `ctx.extra_args`.
     extra_args: bool = False
+    # The gradient rule (see ops/gradient.py): a function of a GradientContext returning the
+    # gradient OperatorDefs, NO_GRADIENT for ops no gradient flows through (StopGradient,
+    # fills, comparisons), or None when the op has no rule (asking for one is an error).
+    grad: Any = None
 
     @property
     def arg_map(self) -> dict[str, Arg]:
@@ -136,7 +140,7 @@ def _arity(n) -> tuple[int, int]:
 
 def op(type_: str, *, inputs=1, outputs=1, args: Sequence[Arg] = (), inplace: Iterable = (),
        infer: Callable, host_only: bool = False, stateful: bool = False,
-       extra_args: bool = False):
+       extra_args: bool = False, grad: Any = None):
     """Register the decorated numpy reference as op `type_` (see module docstring)."""
     def register(fn: Callable) -> Callable:
         if type_ in _REGISTRY:
@@ -148,9 +152,16 @@ def op(type_: str, *, inputs=1, outputs=1, args: Sequence[Arg] = (), inplace: It
             type=type_, inputs=_arity(inputs), outputs=_arity(outputs), args=tuple(args),
             inplace=inplace if inplace == "any" else frozenset(tuple(p) for p in inplace),
             infer=infer, reference=fn, doc=(fn.__doc__ or "").strip(),
-            host_only=host_only, stateful=stateful, extra_args=extra_args)
+            host_only=host_only, stateful=stateful, extra_args=extra_args, grad=grad)
         return fn
     return register
+
+
+def set_gradient(type_: str, grad: Any) -> None:
+    """Give an op defined from a table (the unary ops, ...) its gradient rule."""
+    if _REGISTRY[type_].grad is not None:
+        raise ValueError(f"op {type_} already has a gradient rule")
+    _REGISTRY[type_] = dataclasses.replace(_REGISTRY[type_], grad=grad)
 
 
 def alias(new_type: str, existing: str) -> None:

@@ -343,20 +343,20 @@ def test_device_without_backend_is_a_clear_error():
 
 # ----------------------------------------------------------------------------- gradients
 
-def test_gradient_checks_raise_until_gradient_ops_exist():
+def test_gradient_checks_use_the_ops_gradient_rule():
     tc = hu.HypothesisTestCase()
     op = core.CreateOperator("Relu", ["X"], ["Y"])
-    X = np.array([-1.0, 2.0], np.float32)
-    with pytest.raises(gradient_checker.GradientNotImplementedError,
-                       match="gradient generation lands with issue 4") as info:
-        tc.assertGradientChecks(hu.cpu_do, op, [X], 0, [0])
-    assert isinstance(info.value, NotImplementedError) and isinstance(info.value, C2Error)
-    assert "Relu" in str(info.value)
-    with pytest.raises(NotImplementedError, match="issue 4"):
+    X = np.array([[-1.0, 2.0, 0.5]], np.float32)
+    tc.assertGradientChecks(hu.cpu_do, op, [X], 0, [0])
+    tc.assertReferenceChecks(hu.cpu_do, op, [X], relu_ref, output_to_grad="Y",
+                             grad_reference=lambda g, outs, ins: [g * (ins[0] > 0)])
+    with pytest.raises(AssertionError, match="gradient reference"):
         tc.assertReferenceChecks(hu.cpu_do, op, [X], relu_ref, output_to_grad="Y",
-                                 grad_reference=lambda g, outs, ins: [g])
-    with pytest.raises(NotImplementedError, match="issue 4"):
-        gradient_checker.NetGradientChecker.Check(core.Net("g"), ["Y"], {"X": X}, "X")
+                                 grad_reference=lambda g, outs, ins: [g + 1])
+    net = core.Net("g")
+    net.Relu("X", "Y")
+    gradient_checker.NetGradientChecker.Check(net, ["Y"], {"X": X}, "X")
+    assert workspace.CurrentWorkspace() == "default"
 
 
 def test_check_simple_with_given_gradient_ops():
