@@ -121,6 +121,15 @@ def _missing_compiler_message(name: str, origin: str, why: str) -> str:
             f"apk add build-base) or set CC to the path of a C compiler.")
 
 
+def _is_clang() -> bool:
+    """Whether the C compiler is clang. Without one, GCC's flags are assumed: they then only
+    name a cache entry built earlier (a disk hit needs no compiler)."""
+    try:
+        return "clang" in _compiler().identity.lower()
+    except CompilerMissingError:
+        return False
+
+
 def _cflags(source: str, portable: bool) -> list[str]:
     """Code-generation flags (part of the key); include folders are added by `_compile`."""
     if portable:
@@ -131,6 +140,12 @@ def _cflags(source: str, portable: bool) -> list[str]:
     # -fno-math-errno: generated code never reads errno, and it lets gcc inline sqrt & co.
     flags = ["-O3", *arch, "-fPIC", "-shared", "-fno-strict-aliasing", "-fwrapv", "-DNDEBUG",
              "-pthread", "-fno-math-errno"]
+    if not _is_clang():
+        # GCC 12.2 at -O3 with AVX2 vectorises `dx[c] += x[c] == y[c] ? dy[c] : 0` in short
+        # nested loops (a max-pool gradient) into code that reads another row's dy; value
+        # range propagation is part of the fault, and turning it off cures it at no
+        # measurable cost. tests/backends/test_build_cache.py keeps the C reproducer.
+        flags.append("-fno-tree-vrp")
     if platform.machine().lower() in ("x86_64", "amd64") and platform.libc_ver()[0] == "glibc":
         # glibc's math-vector.h declares SIMD variants of expf/tanhf/... (libmvec, within
         # 4 ulp) only under __FAST_MATH__; this enables them without -ffast-math's other

@@ -294,3 +294,53 @@ def test_cache_switches(monkeypatch):
     assert cache.enabled()
     monkeypatch.setenv("C2C_CACHE", "0")
     assert not cache.enabled()
+
+
+# GCC 12.2 -O3 -march=x86-64-v3 turned this max-pool-gradient loop into code that reads
+# another row's dy (the second line printed "5 0 0 9 0 0 13"); build.py's flags must not.
+GCC_MISCOMPILE = r"""
+#include <stdio.h>
+#include <string.h>
+__attribute__((noinline)) void k(const float* i0, const float* i1, const float* i2, float* o0) {
+    long q, ow, c, w0, w1, xw;
+    const float *x, *y, *dy; float *dx;
+    memset(o0, 0, 56 * sizeof(float));
+    for (q = 0; q < 2; q++)
+        for (ow = 0; ow < 3; ow++) {
+            w0 = ow * 3;
+            w1 = (7 < w0 + 1) ? 7 : w0 + 1;
+            y = i1 + (q * 3 + ow) * 4;
+            dy = i2 + (q * 3 + ow) * 4;
+            for (xw = w0; xw < w1; xw++) {
+                x = i0 + q * 28 + xw * 4;
+                dx = o0 + q * 28 + xw * 4;
+                for (c = 0; c < 4; c++) {
+                    float t; if (x[c] == y[c]) t = dy[c]; else t = 0;
+                    dx[c] = dx[c] + t;
+                }
+            }
+        }
+}
+int main(void) {
+    float x[56] = {0}, y[24] = {0}, dy[24], o[56];
+    for (int i = 0; i < 24; i++) dy[i] = i + 1;
+    k(x, y, dy, o);
+    for (int n = 0; n < 2; n++) {
+        for (int w = 0; w < 7; w++) printf("%g ", o[(n * 7 + w) * 4]);
+        printf("\n");
+    }
+    return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("portable", [False, True])
+def test_codegen_flags_do_not_hit_the_known_gcc_miscompile(tmp_path, portable):
+    src = tmp_path / "repro.c"
+    src.write_text(GCC_MISCOMPILE)
+    flags = [f for f in build._cflags("", portable) if f not in ("-shared", "-fPIC")
+             and not f.startswith("-Wl,") and f != "-lmvec"]
+    exe = tmp_path / "repro"
+    subprocess.run([*build._compiler().argv, *flags, str(src), "-o", str(exe)], check=True)
+    out = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout
+    assert out.split("\n")[:2] == ["1 0 0 5 0 0 9 ", "13 0 0 17 0 0 21 "], out
