@@ -297,7 +297,9 @@ def BuildUniqueMutexIter(init_net, net, iter=None, iter_mutex=None, iter_val=0):
     iter_mutex = iter_mutex if iter_mutex is not None else ITERATION_MUTEX_NAME
     if init_net.BlobIsDefined(iter):
         return init_net.GetBlobRef(iter)
-    with core.DeviceScope(core.DeviceOption(caffe2_pb2.CPU)):
+    # Caffe2 1.10 pins the counter to the CPU with this override hint on its device option.
+    cpu = core.DeviceOption(caffe2_pb2.CPU, extra_info=["device_type_override:cpu"])
+    with core.DeviceScope(cpu):
         iteration = init_net.ConstantFill([], iter, shape=[1], value=iter_val,
                                           dtype=core.DataType.INT64)
         iter_mutex = init_net.CreateMutex([], [iter_mutex])

@@ -15,6 +15,7 @@ segment keep their new values.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from typing import Any, Mapping
 
@@ -72,17 +73,43 @@ class CythonSegment:
     compiled = True
 
     def __init__(self, name: str, ops: list[BoundOp]):
+        from c2compile.codegen.cython.lowering import host_inputs
         self.name, self.ops = name, ops
         written: set[str] = set()
-        self.inputs: list[str] = []
+        self.inputs: list[str] = []          # tensors the program reads, in order
+        self.host_reads: list[str] = []      # blobs only the runtime reads (mutexes)
         self.first_reader: dict[str, BoundOp] = {}
         for op in ops:
-            for blob in op.inputs:
-                if blob not in written and blob not in self.first_reader:
-                    self.inputs.append(blob)
-                    self.first_reader[blob] = op
+            host = host_inputs(op)
+            for i, blob in enumerate(op.inputs):
+                if blob in written or blob in self.first_reader:
+                    continue
+                (self.host_reads if i in host else self.inputs).append(blob)
+                self.first_reader[blob] = op
             written.update(op.outputs)
         self.variants: dict[tuple, Variant | ReferenceSegment] = {}
+
+    def _missing(self, name: str) -> BlobError:
+        op = self.first_reader[name]
+        return op.error(BlobError, f"input blob '{name}' does not exist in the workspace",
+                        blob=name)
+
+    def _locks(self, blobs: Mapping[str, Any]) -> list:
+        """The mutexes among the host-read blobs, held while the program runs (AtomicIter
+        under its mutex: the whole segment runs under it)."""
+        locks = []
+        for name in self.host_reads:
+            try:
+                v = blobs[name]
+            except KeyError:
+                raise self._missing(name) from None
+            lock = getattr(v, "lock", None)
+            if lock is None:
+                op = self.first_reader[name]
+                raise op.error(OpError, f"input blob '{name}' holds a {type(v).__name__}, "
+                               f"not the mutex {op.type} takes", blob=name)
+            locks.append(lock)
+        return locks
 
     def _read(self, blobs: Mapping[str, Any]) -> tuple[np.ndarray, ...]:
         if not self.inputs:
@@ -92,9 +119,7 @@ class CythonSegment:
             try:
                 v = blobs[name]
             except KeyError:
-                op = self.first_reader[name]
-                raise op.error(BlobError, f"input blob '{name}' does not exist in the "
-                               "workspace", blob=name) from None
+                raise self._missing(name) from None
             if not isinstance(v, np.ndarray):
                 op = self.first_reader[name]
                 raise op.error(OpError, f"input blob '{name}' holds a {type(v).__name__}, "
@@ -112,6 +137,7 @@ class CythonSegment:
     def run(self, view) -> None:
         blobs = view.blobs
         values = self._read(blobs)
+        locks = self._locks(blobs) if self.host_reads else ()
         key = tuple((v.shape, v.dtype.num) for v in values)
         variant = self.variants.get(key)
         if variant is None:
@@ -121,7 +147,13 @@ class CythonSegment:
             variant.run(sub)
             blobs.update(sub.blobs.writes)
             return
-        code = variant.program.run(values)
+        if locks:
+            with contextlib.ExitStack() as held:
+                for lock in locks:
+                    held.enter_context(lock)
+                code = variant.program.run(values)
+        else:
+            code = variant.program.run(values)
         if code:
             step = variant.program.failed_step
             raise variant.plan.steps[step].op.error(

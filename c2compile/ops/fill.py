@@ -12,6 +12,10 @@ Every fill shares Caffe2's FillerOp shape logic (`_fill_shape`):
 Random fills draw only from the op's generator (`ctx.rng`, seeded by
 DeviceOption.random_seed), so an op gives new numbers on every run while two ops with the
 same seed give the same numbers.
+
+No gradient flows through a fill (Caffe2 registers NO_GRADIENT for every one): each is
+marked NO_GRADIENT, so the backward pass stops there silently, even at a fill that reads
+an input for its shape.
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ import numpy as np
 
 from c2compile import dtypes
 from c2compile.errors import ArgumentError, ShapeError
+from c2compile.ops.gradient import NO_GRADIENT
 from c2compile.ops.schema import REQUIRED, Arg, TensorType, op
 
 # ----------------------------------------------------------------------------- shared shape logic
@@ -140,7 +145,7 @@ def _fill_op(type_, *, args=(), inputs=(0, 1), dtype=None, infer_dtype=None, sta
             _check_value_input(ctx, ins[1], out_dtype)
         return [TensorType(shape, out_dtype)]
     return op(type_, inputs=inputs, outputs=1, inplace=[(0, 0)], args=[*args, *SHAPE_ARGS],
-              infer=infer, stateful=stateful)
+              infer=infer, stateful=stateful, grad=NO_GRADIENT)
 
 
 # ----------------------------------------------------------------------------- ConstantFill
@@ -380,7 +385,7 @@ def _uniform_op(type_, kind, np_dtype, default_min, default_max, draw):
                     " or from inputs 1 and 2, then an empty first dim when min > max).")
     op(type_, inputs=(0, 3), outputs=1, inplace=[(0, 0)],
        args=[Arg("min", kind, default_min), Arg("max", kind, default_max), *SHAPE_ARGS],
-       infer=infer, stateful=True)(fill)
+       infer=infer, stateful=True, grad=NO_GRADIENT)(fill)
     return fill
 
 

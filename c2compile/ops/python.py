@@ -181,8 +181,25 @@ def _unknown(ctx, *ins):
     return [TensorType(None, None)] * ctx.num_outputs
 
 
+def _python_grad(g):
+    """One PythonGradient op running the registered grad_f: it reads the forward inputs,
+    outputs and the output gradients (those of `grad_output_indices`, default all) and
+    writes the gradients of the inputs in `grad_input_indices` (default all), as Caffe2."""
+    outs = g.args.grad_output_indices or range(g.num_outputs)
+    ins = g.args.grad_input_indices or range(g.num_inputs)
+    for arg, indices, n in (("grad_output_indices", outs, g.num_outputs),
+                            ("grad_input_indices", ins, g.num_inputs)):
+        bad = [i for i in indices if not 0 <= i < n]
+        if bad:
+            g.fail(f"{arg} {bad} out of range for {n} blobs")
+    return [g.op("PythonGradient",
+                 [g.I(i) for i in range(g.num_inputs)] + [g.O(i) for i in range(g.num_outputs)]
+                 + [g.GO(i) for i in outs],
+                 [g.GI(i) for i in ins])]
+
+
 @op("Python", inputs=(0, INF), outputs=(0, INF), args=_ARGS, inplace="any",
-    infer=_unknown, host_only=True, stateful=True, extra_args=True)
+    infer=_unknown, host_only=True, stateful=True, extra_args=True, grad=_python_grad)
 def python(ctx, *inputs):
     """Run the registered Python function f(inputs, outputs[, workspace])."""
     return _call(ctx, inputs, gradient=False)

@@ -10,14 +10,26 @@ Points where Caffe2's behaviour is easy to get wrong (each pinned in tests/ops/t
 * SumElements / AveragedLoss / SumSqrElements give a 0-d tensor; averaging an empty input is 0.
 * LabelCrossEntropy / CrossEntropy / SoftmaxWithLoss(label_prob=1) clip probabilities at 1e-20
   before the log. Integer labels are int32 (Caffe2 rejects int64) and are range-checked.
-* SoftmaxWithLoss: loss = scale * sum_i w_i l_i / sum_i w_i (0 when the weights sum to 0);
-  `spatial=1` (pre-1.0 Caffe2's spatial mode, now SpatialSoftmaxWithLoss) is not implemented.
+* SoftmaxWithLoss: loss = scale * sum_i w_i l_i / sum_i w_i (0 when the weights sum to 0;
+  with average_by_batch_size=1 divided by N instead); `spatial=1` (pre-1.0 Caffe2's spatial
+  mode, now SpatialSoftmaxWithLoss) is not implemented.
 * Accuracy counts a sample as correct when its label ranks within top_k under a stable sort of
   the scores (descending): a tie with a lower class index ranks ahead of the label. An empty
   batch gives NaN, as Caffe2 does.
 * ArgMax/ArgMin: `axis` is -1 (the last axis) or 0..ndim-1; other negative values are errors in
   Caffe2. Ties go to the first index; a NaN wins only at index 0 (strict comparisons). An empty
   axis gives index 0. The output is int64.
+
+Gradients are Caffe2 1.x's (ops, inputs and values pinned in tests/ops/test_reduction_grad.py):
+Reduce<X>Gradient [dY, X, Y], SumElementsGradient / AveragedLossGradient [X, dY],
+SquaredL2DistanceGradient [X, Y, dZ] -> [dX, dY], (Label)CrossEntropyGradient [X, label, dY],
+SoftmaxWithLossGradient [X, T, (weight), P, dloss]. Their odd corners are kept: ReduceMax/Min
+give dY to every tied element, ReduceL1 treats |x| <= 1e-12 as 0, ReduceL2 gives dY itself where
+the norm is below 1e-12, SoftmaxWithLoss skips the scaling by scale * dloss / sum(w) when the
+weights sum to <= 0. Labels and weights get no gradient. SumSqrElements has no gradient in
+Caffe2, and SumElementsInt, Accuracy, ArgMax and ArgMin must not have one: none has a rule, so
+asking for one is an error, and a Python rule registered with core.GradientRegistry may supply
+one, as in Caffe2.
 """
 from __future__ import annotations
 
@@ -55,15 +67,34 @@ def _reduce_axes(ctx, ndim: int) -> tuple[int, ...]:
     return tuple(axes)
 
 
-def _reduce_shape(ctx, shape) -> tuple[int, ...]:
+def _kept_shape(ctx, shape) -> tuple[int, ...]:
+    """The reduced shape with keepdims: reduced axes become 1."""
     axes = _reduce_axes(ctx, len(shape))
+    return tuple(1 if i in axes else d for i, d in enumerate(shape))
+
+
+def _reduce_shape(ctx, shape) -> tuple[int, ...]:
     if ctx.args.keepdims:
-        return tuple(1 if i in axes else d for i, d in enumerate(shape))
+        return _kept_shape(ctx, shape)
+    axes = _reduce_axes(ctx, len(shape))
     return tuple(d for i, d in enumerate(shape) if i not in axes)
 
 
-def _define_reduce(type_: str, dtypes, kernel, empty, doc: str) -> None:
-    """Register Reduce<type_>: `kernel(X, axes)` reduces, `empty(dtype)` fills empty inputs."""
+_REDUCE_ARGS = [Arg("axes", "ints", None, "axes to reduce (negative count from the end); "
+                    "absent or empty: all"),
+                Arg("keepdims", "bool", True, "keep reduced axes as size 1"),
+                Arg("allow_broadcast_fastpath", "bool", False,
+                    "a speed hint for the gradient; results are unchanged")]
+
+
+def _reduce_grad_rule(g):
+    """Caffe2's GetReduceGradient: <type>Gradient [dY, X, Y] -> dX, the forward's args copied."""
+    return [g.op(g.type + "Gradient", [g.GO(0), g.I(0), g.O(0)], [g.GI(0)])]
+
+
+def _define_reduce(type_: str, dtypes, kernel, empty, backward, doc: str) -> None:
+    """Register Reduce<type_> and its gradient op: `kernel(X, axes)` reduces, `empty(dtype)`
+    fills empty inputs, `backward(dY, X, Y)` is dX (dY and Y shaped with keepdims)."""
     def infer(ctx, X):
         require_dtype(ctx, X, dtypes, "X")
         if X.shape is None:
@@ -78,12 +109,40 @@ def _define_reduce(type_: str, dtypes, kernel, empty, doc: str) -> None:
         return np.asarray(y).astype(X.dtype, copy=False).reshape(out.shape)
 
     reference.__doc__ = doc
-    op(type_, inputs=1, outputs=1, infer=infer,
-       args=[Arg("axes", "ints", None, "axes to reduce (negative count from the end); "
-                 "absent or empty: all"),
-             Arg("keepdims", "bool", True, "keep reduced axes as size 1"),
-             Arg("allow_broadcast_fastpath", "bool", False,
-                 "a speed hint for the gradient; results are unchanged")])(reference)
+    op(type_, inputs=1, outputs=1, infer=infer, args=_REDUCE_ARGS,
+       grad=_reduce_grad_rule)(reference)
+    _define_reduce_gradient(type_ + "Gradient", dtypes, backward)
+
+
+def _define_reduce_gradient(type_: str, dtypes, backward) -> None:
+    """Register Reduce<...>Gradient [dY, X, Y] -> dX (Caffe2's ReduceGradientOp).
+
+    Caffe2 reads dY and Y as the keepdims-shaped reduction of X, whatever their shapes; here
+    they must at least hold that many elements."""
+    def infer(ctx, dY, X, Y):
+        require_dtype(ctx, X, dtypes, "X")
+        for t, i in ((dY, 0), (Y, 2)):
+            if t.dtype is not None and X.dtype is not None and t.dtype != X.dtype:
+                ctx.fail(f"'{ctx.inputs[i]}' is {t.dtype} but X is {X.dtype}",
+                         blob=ctx.inputs[i])
+        if _known(dY, X, Y):
+            kept = _kept_shape(ctx, X.shape)
+            for t, i in ((dY, 0), (Y, 2)):
+                if _prod(t.shape) != _prod(kept):
+                    ctx.fail(f"'{ctx.inputs[i]}'{list(t.shape)} does not hold the "
+                             f"{_prod(kept)} values of X{list(X.shape)} reduced over axes "
+                             f"{list(_reduce_axes(ctx, X.ndim))}", blob=ctx.inputs[i])
+        return [X]
+
+    def reference(ctx, dY, X, Y):
+        infer(ctx, *(TensorType(a.shape, a.dtype) for a in (dY, X, Y)))
+        kept = _kept_shape(ctx, X.shape)
+        with np.errstate(all="ignore"):
+            dX = backward(dY.reshape(kept), X, Y.reshape(kept))
+        return np.broadcast_to(dX, X.shape).astype(X.dtype)
+
+    reference.__doc__ = f"dX of {type_[:-len('Gradient')]} from [dY, X, Y]: {backward.__doc__}"
+    op(type_, inputs=3, outputs=1, infer=infer, args=_REDUCE_ARGS)(reference)
 
 
 def _zero(dt):
@@ -98,20 +157,51 @@ def _highest(dt):
     return np.finfo(dt).max if dt.kind == "f" else np.iinfo(dt).max
 
 
+# Caffe2's reducers' Backward, in the input's dtype (float32 arithmetic for float32).
+REDUCE_EPS = np.float32(1e-12)  # Caffe2's kEps of the L1/L2 gradients
+
+
+def _sum_backward(dY, X, Y):
+    """dY, broadcast."""
+    return dY
+
+
+def _mean_backward(dY, X, Y):
+    """dY * (float32(|Y|) / float32(|X|)), broadcast."""
+    return dY * (np.float32(dY.size) / np.float32(X.size))
+
+
+def _extreme_backward(dY, X, Y):
+    """dY where X equals Y (every tie gets it; a NaN Y gives 0), else 0."""
+    return np.where(X == Y, dY, dY.dtype.type(0))
+
+
+def _l1_backward(dY, X, Y):
+    """dY * sign(X), with |X| <= 1e-12 counting as 0."""
+    return np.where(X < -REDUCE_EPS, -dY, np.where(X > REDUCE_EPS, dY, dY.dtype.type(0)))
+
+
+def _l2_backward(dY, X, Y):
+    """dY * X / Y; where Y < 1e-12 Caffe2 gives dY itself (not 0)."""
+    return np.where(Y < REDUCE_EPS, dY, dY * X / Y)
+
+
 _define_reduce("ReduceSum", NUMERIC, lambda X, axes: np.sum(X, axis=axes, dtype=X.dtype),
-               _zero, "Sum over `axes`.")
+               _zero, _sum_backward, "Sum over `axes`.")
 _define_reduce("ReduceMean", [F32], lambda X, axes: np.mean(X, axis=axes, dtype=np.float64),
-               _zero, "Mean over `axes`.")
+               _zero, _mean_backward, "Mean over `axes`.")
 _define_reduce("ReduceMax", NUMERIC, lambda X, axes: np.max(X, axis=axes),
-               _lowest, "Maximum over `axes` (empty input: the dtype's lowest value).")
+               _lowest, _extreme_backward,
+               "Maximum over `axes` (empty input: the dtype's lowest value).")
 _define_reduce("ReduceMin", NUMERIC, lambda X, axes: np.min(X, axis=axes),
-               _highest, "Minimum over `axes` (empty input: the dtype's largest value).")
+               _highest, _extreme_backward,
+               "Minimum over `axes` (empty input: the dtype's largest value).")
 _define_reduce("ReduceL1", [F32],
                lambda X, axes: np.sum(np.abs(X), axis=axes, dtype=np.float64),
-               _zero, "Sum of absolute values over `axes`.")
+               _zero, _l1_backward, "Sum of absolute values over `axes`.")
 _define_reduce("ReduceL2", [F32],
                lambda X, axes: np.sqrt(np.sum(np.square(X, dtype=np.float64), axis=axes)),
-               _zero, "Euclidean norm over `axes`.")
+               _zero, _l2_backward, "Euclidean norm over `axes`.")
 
 
 # ----------------------------------------------------------------------------- whole-tensor sums
@@ -128,7 +218,8 @@ def _average(total, n: int):
 
 
 @op("SumElements", inputs=1, outputs=1, infer=_scalar_infer(F32, F32),
-    args=[Arg("average", "bool", False, "divide the sum by the number of elements")])
+    args=[Arg("average", "bool", False, "divide the sum by the number of elements")],
+    grad=lambda g: [g.op("SumElementsGradient", [g.I(0), g.GO(0)], [g.GI(0)])])
 def sum_elements(ctx, X):
     """Sum (or mean, with average=1) of all elements, as a 0-d float32 tensor."""
     _scalar_infer(F32, F32)(ctx, TensorType(X.shape, X.dtype))
@@ -152,11 +243,41 @@ def sum_sqr_elements(ctx, X):
     return _scalar(_average(total, X.size) if ctx.args.average else total)
 
 
-@op("AveragedLoss", inputs=1, outputs=1, infer=_scalar_infer(F32, F32))
+@op("AveragedLoss", inputs=1, outputs=1, infer=_scalar_infer(F32, F32),
+    grad=lambda g: [g.op("AveragedLossGradient", [g.I(0), g.GO(0)], [g.GI(0)])])
 def averaged_loss(ctx, X):
     """Mean of all elements as a 0-d float32 tensor (0 for an empty input)."""
     _scalar_infer(F32, F32)(ctx, TensorType(X.shape, X.dtype))
     return _scalar(_average(np.sum(X, dtype=np.float64), X.size))
+
+
+def _sum_grad_infer(ctx, X, dY):
+    require_dtype(ctx, X, [F32], "X")
+    require_dtype(ctx, dY, [F32], "dY")
+    if dY.shape is not None and _prod(dY.shape) != 1:
+        ctx.fail(f"dY{list(dY.shape)} must hold the one gradient value of the sum",
+                 blob=ctx.inputs[1])
+    return [TensorType(X.shape, F32)]
+
+
+def _sum_grad(ctx, X, dY, average: bool):
+    """Every element gets dY (times 1/N when averaging), computed in double as Caffe2 does."""
+    _sum_grad_infer(ctx, TensorType(X.shape, X.dtype), TensorType(dY.shape, dY.dtype))
+    scale = 1.0 / X.size if average and X.size else 1.0
+    return np.full(X.shape, float(dY.reshape(-1)[0]) * scale, np.float32)
+
+
+@op("SumElementsGradient", inputs=2, outputs=1, infer=_sum_grad_infer,
+    args=[Arg("average", "bool", False, "the forward averaged: dX = dY / N")])
+def sum_elements_gradient(ctx, X, dY):
+    """dX of SumElements from [X, dY]: dY in every element (dY / N with average=1)."""
+    return _sum_grad(ctx, X, dY, ctx.args.average)
+
+
+@op("AveragedLossGradient", inputs=2, outputs=1, infer=_sum_grad_infer)
+def averaged_loss_gradient(ctx, X, dY):
+    """dX of AveragedLoss from [X, dY]: dY / N in every element."""
+    return _sum_grad(ctx, X, dY, True)
 
 
 # ----------------------------------------------------------------------------- distances
@@ -171,13 +292,40 @@ def _rows_infer(ctx, X, Y):
     return [TensorType((X.shape[0] if X.ndim else 1,), F32)]
 
 
-@op("SquaredL2Distance", inputs=2, outputs=1, infer=_rows_infer)
+@op("SquaredL2Distance", inputs=2, outputs=1, infer=_rows_infer,
+    grad=lambda g: [g.op("SquaredL2DistanceGradient", [g.I(0), g.I(1), g.GO(0)],
+                         [g.GI(0), g.GI(1)])])
 def squared_l2_distance(ctx, X, Y):
     """Z[i] = 0.5 * sum((X[i] - Y[i])^2) over all but the first axis (0-d inputs: one row)."""
     (out,) = _rows_infer(ctx, TensorType(X.shape, X.dtype), TensorType(Y.shape, Y.dtype))
     n = out.shape[0]
     d = (X.astype(np.float64) - Y).reshape(n, -1) if n else np.zeros((0, 0))
     return (0.5 * np.sum(d * d, axis=1)).astype(np.float32)
+
+
+def _per_row_grad(ctx, dY: TensorType, n: int, blob: int) -> None:
+    """Gradient ops of per-row losses take dY as Caffe2 does: 1-D, one value per row."""
+    require_dtype(ctx, dY, [F32], "dY")
+    if dY.shape is not None and dY.shape != (n,):
+        ctx.fail(f"dY{list(dY.shape)} must be 1-D with one value per row ({n})",
+                 blob=ctx.inputs[blob])
+
+
+def _sl2_grad_infer(ctx, X, Y, dD):
+    (out,) = _rows_infer(ctx, X, Y)
+    if out.shape is not None:
+        _per_row_grad(ctx, dD, out.shape[0], 2)
+    return [TensorType(X.shape, F32), TensorType(Y.shape, F32)]
+
+
+@op("SquaredL2DistanceGradient", inputs=3, outputs=2, infer=_sl2_grad_infer)
+def squared_l2_distance_gradient(ctx, X, Y, dD):
+    """[dX, dY] of SquaredL2Distance from [X, Y, dDistance]: dX[i] = (X[i] - Y[i]) * dD[i] in
+    float32, dY = -dX."""
+    _sl2_grad_infer(ctx, *(TensorType(a.shape, a.dtype) for a in (X, Y, dD)))
+    n = dD.shape[0]
+    d = (X - Y).reshape(n, X.size // n if n else 0) * dD[:, None]
+    return d.reshape(X.shape), (-d).reshape(Y.shape)
 
 
 # ----------------------------------------------------------------------------- cross entropies
@@ -211,7 +359,22 @@ def _check_labels(ctx, labels, d: int) -> None:
                  blob=ctx.inputs[1], cls=OpError)
 
 
-@op("LabelCrossEntropy", inputs=2, outputs=1, infer=_label_xent_infer)
+def _xent_grad_rule(grad_type: str):
+    """[X, label, dY] -> dX; the label gets no gradient (Caffe2's g_input is None for it)."""
+    return lambda g: [g.op(grad_type, [g.I(0), g.I(1), g.GO(0)], [g.GI(0)])]
+
+
+def _xent_grad_infer(forward_infer):
+    def infer(ctx, X, label, dY):
+        (out,) = forward_infer(ctx, X, label)
+        if out.shape is not None:
+            _per_row_grad(ctx, dY, out.shape[0], 2)
+        return [TensorType(X.shape, F32)]
+    return infer
+
+
+@op("LabelCrossEntropy", inputs=2, outputs=1, infer=_label_xent_infer,
+    grad=_xent_grad_rule("LabelCrossEntropyGradient"))
 def label_cross_entropy(ctx, X, label):
     """Y[i] = -log(max(X[i, label[i]], 1e-20)) with X read as N x D probabilities."""
     _label_xent_infer(ctx, TensorType(X.shape, X.dtype), TensorType(label.shape, label.dtype))
@@ -220,6 +383,22 @@ def label_cross_entropy(ctx, X, label):
     _check_labels(ctx, lab, d)
     p = X.reshape(n, d)[np.arange(n), lab].astype(np.float64)
     return (-np.log(np.maximum(p, LOG_THRESHOLD))).astype(np.float32)
+
+
+@op("LabelCrossEntropyGradient", inputs=3, outputs=1,
+    infer=_xent_grad_infer(_label_xent_infer))
+def label_cross_entropy_gradient(ctx, X, label, dY):
+    """dX of LabelCrossEntropy from [X, label, dY]: -dY[i] / max(X[i, label[i]], 1e-20) at the
+    label, 0 elsewhere (float32). Labels are range-checked (Caffe2 writes out of bounds)."""
+    _xent_grad_infer(_label_xent_infer)(ctx, *(TensorType(a.shape, a.dtype)
+                                               for a in (X, label, dY)))
+    n, d = _batch_dims(ctx, X.shape)
+    lab = label.reshape(n)
+    _check_labels(ctx, lab, d)
+    rows = np.arange(n)
+    dX = np.zeros((n, d), np.float32)
+    dX[rows, lab] = -dY / np.maximum(X.reshape(n, d)[rows, lab], np.float32(LOG_THRESHOLD))
+    return dX.reshape(X.shape)
 
 
 def _xent_infer(ctx, X, label):
@@ -236,7 +415,8 @@ def _xent_infer(ctx, X, label):
     return [TensorType((n,), F32)]
 
 
-@op("CrossEntropy", inputs=2, outputs=1, infer=_xent_infer)
+@op("CrossEntropy", inputs=2, outputs=1, infer=_xent_infer,
+    grad=_xent_grad_rule("CrossEntropyGradient"))
 def cross_entropy(ctx, X, label):
     """Y[i] = -sum_j label[i, j] * log(max(X[i, j], 1e-20)); soft labels must lie in [0, 1]."""
     _xent_infer(ctx, TensorType(X.shape, X.dtype), TensorType(label.shape, label.dtype))
@@ -247,6 +427,16 @@ def cross_entropy(ctx, X, label):
                  "integer class labels)", blob=ctx.inputs[1], cls=OpError)
     logp = np.log(np.maximum(X.reshape(n, d).astype(np.float64), LOG_THRESHOLD))
     return (0.0 - np.sum(t * logp, axis=1)).astype(np.float32)  # no -0.0
+
+
+@op("CrossEntropyGradient", inputs=3, outputs=1, infer=_xent_grad_infer(_xent_infer))
+def cross_entropy_gradient(ctx, X, label, dY):
+    """dX of CrossEntropy from [X, label, dY]: label / max(X, 1e-20) * -dY[i] (float32).
+    The soft labels are not checked again (Caffe2 does not either)."""
+    _xent_grad_infer(_xent_infer)(ctx, *(TensorType(a.shape, a.dtype) for a in (X, label, dY)))
+    n, d = _batch_dims(ctx, X.shape)
+    ratio = label.reshape(n, d) / np.maximum(X.reshape(n, d), np.float32(LOG_THRESHOLD))
+    return (ratio * -dY[:, None]).reshape(X.shape)
 
 
 # ----------------------------------------------------------------------------- SoftmaxWithLoss
@@ -285,7 +475,9 @@ def _swl_dims(ctx, x_shape, t_shape, w_shape) -> tuple[int, int, int]:
     return axis, n, d
 
 
-def _swl_infer(ctx, X, T, *W):
+def _swl_validate(ctx, X, T, W) -> None:
+    """Arguments, dtypes and shapes of SoftmaxWithLoss(Gradient)'s logits, labels and weights
+    (W: a tuple of zero or one TensorType)."""
     _swl_check_args(ctx)
     require_dtype(ctx, X, [F32], "logits")
     require_dtype(ctx, T, [F32] if ctx.args.label_prob else [I32], "labels")
@@ -293,17 +485,35 @@ def _swl_infer(ctx, X, T, *W):
         require_dtype(ctx, w, [F32], "weight")
     if _known(X, T, *W):
         _swl_dims(ctx, X.shape, T.shape, W[0].shape if W else None)
+
+
+def _swl_infer(ctx, X, T, *W):
+    _swl_validate(ctx, X, T, W)
     return [TensorType(X.shape, F32), TensorType((), F32)]
 
 
-@op("SoftmaxWithLoss", inputs=(2, 3), outputs=2, infer=_swl_infer,
-    args=[Arg("scale", "float", 1.0, "multiplies the averaged loss (>= 0)"),
-          Arg("label_prob", "bool", False, "labels are probability distributions (float)"),
-          Arg("axis", "int", 1, "logits are flattened to N x D at this axis"),
-          Arg("order", "str", "NCHW", "only NCHW"),
-          Arg("spatial", "bool", False, "pre-1.0 spatial mode (not implemented)"),
-          Arg("only_loss", "bool", False,
-              "a memory hint for the gradient; Caffe2 1.10's CPU op writes P all the same")])
+def _swl_grad_rule(g):
+    """Caffe2's GetSoftmaxWithLossGradient: [X, T, (weight), P, dloss] -> dX; only the logits
+    get a gradient, and P's own gradient (if any) is ignored."""
+    weight = [g.I(2)] if g.num_inputs == 3 else []
+    return [g.op("SoftmaxWithLossGradient", [g.I(0), g.I(1)] + weight + [g.O(0), g.GO(1)],
+                 [g.GI(0)])]
+
+
+_SWL_ARGS = [
+    Arg("scale", "float", 1.0, "multiplies the averaged loss (>= 0)"),
+    Arg("label_prob", "bool", False, "labels are probability distributions (float)"),
+    Arg("axis", "int", 1, "logits are flattened to N x D at this axis"),
+    Arg("order", "str", "NCHW", "only NCHW"),
+    Arg("spatial", "bool", False, "pre-1.0 spatial mode (not implemented)"),
+    Arg("only_loss", "bool", False,
+        "a memory hint for the gradient; Caffe2 1.10's CPU op writes P all the same"),
+    Arg("average_by_batch_size", "bool", False,
+        "divide the weighted loss sum by N instead of by the sum of the weights")]
+
+
+@op("SoftmaxWithLoss", inputs=(2, 3), outputs=2, infer=_swl_infer, args=_SWL_ARGS,
+    grad=_swl_grad_rule)
 def softmax_with_loss(ctx, X, T, *W):
     """P = softmax(logits) over N x D rows; loss = scale * weighted mean cross entropy."""
     _swl_infer(ctx, *(TensorType(a.shape, a.dtype) for a in (X, T, *W)))
@@ -327,8 +537,53 @@ def softmax_with_loss(ctx, X, T, *W):
         _check_labels(ctx, lab, d)
         losses = -logp[np.arange(n), lab]
     wsum = w.sum()
-    loss = np.sum(losses * w) * ctx.args.scale / wsum if wsum != 0 else 0.0
+    denominator = n if ctx.args.average_by_batch_size else wsum
+    loss = np.sum(losses * w) * ctx.args.scale / denominator if wsum != 0 else 0.0
     return p.astype(np.float32).reshape(X.shape), _scalar(loss)
+
+
+def _swl_grad_infer(ctx, X, T, *rest):
+    W, (P, dL) = rest[:-2], rest[-2:]
+    _swl_validate(ctx, X, T, W)
+    require_dtype(ctx, P, [F32], "P")
+    require_dtype(ctx, dL, [F32], "dloss")
+    if _known(X, P) and P.shape != X.shape:
+        ctx.fail(f"P{list(P.shape)} must have the logits' shape {list(X.shape)}",
+                 blob=ctx.inputs[-2])
+    if dL.shape is not None and _prod(dL.shape) != 1:
+        ctx.fail(f"dloss{list(dL.shape)} must hold the one gradient value of the loss",
+                 blob=ctx.inputs[-1])
+    return [TensorType(X.shape, F32)]
+
+
+@op("SoftmaxWithLossGradient", inputs=(4, 5), outputs=1, infer=_swl_grad_infer,
+    args=_SWL_ARGS)
+def softmax_with_loss_gradient(ctx, X, T, *rest):
+    """dX of SoftmaxWithLoss from [X, T, (weight), P, dloss], in float32 as Caffe2:
+    w_i (P - onehot(T) or P - T) scaled by scale / sum_i w_i * dloss (scale / N with
+    average_by_batch_size). Where the weights sum to <= 0 Caffe2 skips that scaling, so dX is
+    w_i (P - T) whatever scale and dloss are; so it is here."""
+    _swl_grad_infer(ctx, *(TensorType(a.shape, a.dtype) for a in (X, T, *rest)))
+    W, (P, dL) = rest[:-2], rest[-2:]
+    _, n, d = _swl_dims(ctx, X.shape, T.shape, W[0].shape if W else None)
+    p = P.reshape(n, d)
+    if ctx.args.label_prob:
+        dX = p - T.reshape(n, d)
+    else:
+        lab = T.reshape(n)
+        _check_labels(ctx, lab, d)
+        rows = np.arange(n)
+        dX = p.copy()
+        dX[rows, lab] -= np.float32(1)
+    total = np.float32(n)
+    if W:
+        w = W[0].reshape(n)
+        dX = dX * w[:, None]
+        total = np.add.accumulate(w)[-1] if n else np.float32(0)  # in order, as Caffe2
+    if total > 0:
+        denominator = np.float32(n) if ctx.args.average_by_batch_size else total
+        dX = dX * (np.float32(ctx.args.scale) / denominator * dL.reshape(-1)[0])
+    return dX.reshape(X.shape)
 
 
 # ----------------------------------------------------------------------------- Accuracy

@@ -53,6 +53,10 @@ ENGINE_HINT_ARGS = frozenset({
     "shared_buffer", "float16_compute", "deterministic", "convolution_transform_strategy",
     # cuDNN's algorithm choice for Conv/ConvTranspose (Caffe2's conv_test passes them)
     "force_algo", "force_algo_fwd", "force_algo_dgrad", "force_algo_wgrad",
+    # brew hands the model's arg_scope (order=...) to every helper, so Caffe2 nets carry
+    # `order` on FC, Relu, Softmax, Iter ... and their gradient ops; ops with a layout declare
+    # it themselves, and for the others it cannot change a result.
+    "order",
 })
 
 

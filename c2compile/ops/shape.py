@@ -1,11 +1,22 @@
 """Shape ops: Concat, Split, Reshape, Flatten, FlattenToVec, Transpose, Squeeze, ExpandDims,
-Slice, Shape (Caffe2 1.x semantics).
+Slice, Shape, and the gradient ops ResizeLike and SliceGradient (Caffe2 1.x semantics).
 
 Each op validates in one plan function that both its shape rule (on TensorTypes) and its
 reference (on the arrays' shapes) call, so a net is rejected the same way before and
 while it runs.
+
+Gradients are Caffe2 1.x's makers': Concat <-> Split (Concat's gradient splits by its
+split_info output), Reshape of the output gradient to the forward's old_shape output,
+Flatten/FlattenToVec -> ResizeLike, Transpose by the inverse permutation, Squeeze <->
+ExpandDims, Slice -> SliceGradient; Shape has none (an error, as in Caffe2).
+
+Some of those gradient ops take a shape or split sizes as an input (data), though the
+values are fixed once the forward's input shapes are: `KnownInts` carries them through
+shape inference, so the planner still sees static shapes (see its docstring).
 """
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 
@@ -27,6 +38,35 @@ def _t(a) -> TensorType:
 
 def _shp(s) -> str:
     return "?" if s is None else str(list(s))
+
+
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
+class KnownInts(TensorType):
+    """The type of a small integer tensor whose values shape inference already knows:
+    Concat's split_info, Reshape's old_shape and Shape's output, when the input shapes are
+    known. Split and Reshape reading such a blob as their sizes / new shape then get static
+    output shapes (the gradients of Concat and Reshape compile). Anything that rebuilds a
+    plain TensorType (the shape-inference pass, a compiled segment's inputs) drops the
+    values: those readers then see a data-dependent shape, as before. It compares equal
+    to the plain TensorType of the same shape and dtype."""
+    value: tuple = ()
+
+    def __post_init__(self):
+        super().__post_init__()
+        object.__setattr__(self, "value", tuple(int(v) for v in self.value))
+
+    def __eq__(self, other):
+        if not isinstance(other, TensorType):
+            return NotImplemented
+        return (self.shape, self.dtype) == (other.shape, other.dtype)
+
+    def __hash__(self):
+        return hash((self.shape, self.dtype))
+
+
+def known_ints(t: TensorType | None):
+    """The values of `t` if shape inference knows them (a KnownInts), else None."""
+    return t.value if isinstance(t, KnownInts) else None
 
 
 def _order_axis(ctx) -> int:
@@ -77,14 +117,27 @@ def _concat_plan(ctx, types):
 
 
 def _concat_infer(ctx, *types):
-    _, out, _ = _concat_plan(ctx, types)
-    return [TensorType(out, types[0].dtype), TensorType((len(types),), I32)]
+    _, out, sizes = _concat_plan(ctx, types)
+    info = (TensorType((len(types),), I32) if sizes is None
+            else KnownInts((len(types),), I32, value=sizes))
+    return [TensorType(out, types[0].dtype), info]
 
 
 _AXIS_ARGS = [Arg("axis", "int", None), Arg("order", "str", None), Arg("add_axis", "int", 0)]
 
 
-@op("Concat", inputs=(1, None), outputs=2, args=_AXIS_ARGS, infer=_concat_infer)
+def _concat_grad(g):
+    """Split the output gradient by split_info, along the same axis (args copied)."""
+    if not g.has_GO(0):  # only split_info's "gradient" flows: nothing to do, as Caffe2
+        return []
+    return [g.op("Split", [g.GO(0), g.O(1)], [g.GI(i) for i in range(g.num_inputs)])]
+
+
+# `split` is Split's argument: Split's gradient (a Concat) carries it over with the other
+# arguments, as Caffe2's does, and Concat ignores it.
+@op("Concat", inputs=(1, None), outputs=2,
+    args=_AXIS_ARGS + [Arg("split", "ints", None, doc="ignored (Split's gradient copies it)")],
+    infer=_concat_infer, grad=_concat_grad)
 def concat(ctx, *xs):
     """Concatenate along `axis` (default: C of `order`, NCHW -> 1); with add_axis=1 stack
     along a new axis. Output 1 (split_info, int32) holds each input's size along axis."""
@@ -151,14 +204,25 @@ def _split_plan(ctx, X: TensorType, split_t: TensorType | None, split_vals=None)
 
 
 def _split_infer(ctx, X, split_t=None):
-    _, shapes = _split_plan(ctx, X, split_t)
+    _, shapes = _split_plan(ctx, X, split_t, known_ints(split_t))
     if shapes is None:
         shapes = [None] * ctx.num_outputs
     return [TensorType(s, X.dtype) for s in shapes]
 
 
+def _split_grad(g):
+    """Concat the outputs' gradients back along the axis (args copied, `split` included).
+
+    As in Caffe2, only the outputs that have a gradient are concatenated: when some have
+    none, the input's gradient comes out smaller than the input (harmless when nothing
+    reads it, e.g. a split data blob; a gradient op that does read it rejects its shape)."""
+    x_grad = g.GI(0)
+    return [g.op("Concat", [g.GO(i) for i in range(g.num_outputs) if g.has_GO(i)],
+                 [x_grad, f"_{x_grad}_dims"])]
+
+
 @op("Split", inputs=(1, 2), outputs=(1, None),
-    args=_AXIS_ARGS + [Arg("split", "ints", None)], infer=_split_infer)
+    args=_AXIS_ARGS + [Arg("split", "ints", None)], infer=_split_infer, grad=_split_grad)
 def split(ctx, X, split_sizes=None):
     """Split along `axis` (or the C axis of `order`) into sizes given by input 1 (int32),
     argument `split`, or else equally. add_axis=1 (Concat's gradient) drops the axis."""
@@ -224,14 +288,24 @@ def _reshape_check(ctx, X: TensorType, shape_t: TensorType | None):
 def _reshape_infer(ctx, X, shape_t=None):
     old_dtype = _reshape_check(ctx, X, shape_t)
     out = None
-    if shape_t is None and X.shape is not None:
+    if X.shape is None:
+        return [TensorType(None, X.dtype), TensorType(None, old_dtype)]
+    if shape_t is None:
         out = _reshape_target(ctx, X.shape, ctx.args.shape, ArgumentError)
-    old = None if X.shape is None else (len(X.shape),)
-    return [TensorType(out, X.dtype), TensorType(old, old_dtype)]
+    elif known_ints(shape_t) is not None:
+        out = _reshape_target(ctx, X.shape, known_ints(shape_t), ShapeError)
+    return [TensorType(out, X.dtype), KnownInts((len(X.shape),), old_dtype, value=X.shape)]
+
+
+def _reshape_grad(g):
+    """Reshape the output gradient back to old_shape (output 1). Caffe2 copies no
+    arguments here: `shape` would clash with the shape input."""
+    x_grad = g.GI(0)
+    return [g.op("Reshape", [g.GO(0), g.O(1)], [x_grad, f"_{x_grad}_dims"], copy_args=False)]
 
 
 @op("Reshape", inputs=(1, 2), outputs=2, inplace=[(0, 0)],
-    args=[Arg("shape", "ints", None)], infer=_reshape_infer)
+    args=[Arg("shape", "ints", None)], infer=_reshape_infer, grad=_reshape_grad)
 def reshape(ctx, X, new_shape=None):
     """Reshape to argument `shape` or input 1 (int32/int64, 1-d). A 0 copies the input's
     dim at that index, one -1 is inferred. Output 1 is the old shape (int64, or input 1's
@@ -256,8 +330,14 @@ def _flatten_shape(ctx, shape):
     return (_prod(shape[:axis]), _prod(shape[axis:]))
 
 
+def _resize_like_grad(g):
+    """Caffe2's gradient of the flattening ops: dY given X's shape (forward args copied)."""
+    return [g.op("ResizeLike", [g.GO(0), g.I(0)], [g.GI(0)])]
+
+
 @op("Flatten", inputs=1, outputs=1, args=[Arg("axis", "int", 1)],
-    infer=lambda ctx, X: [TensorType(_flatten_shape(ctx, X.shape), X.dtype)])
+    infer=lambda ctx, X: [TensorType(_flatten_shape(ctx, X.shape), X.dtype)],
+    grad=_resize_like_grad)
 def flatten(ctx, X):
     """2-d [prod(dims[:axis]), prod(dims[axis:])]."""
     return X.reshape(_flatten_shape(ctx, X.shape)).copy()
@@ -273,10 +353,28 @@ def _flatten_vec_shape(ctx, shape):
 
 
 @op("FlattenToVec", inputs=1, outputs=1,
-    infer=lambda ctx, X: [TensorType(_flatten_vec_shape(ctx, X.shape), X.dtype)])
+    infer=lambda ctx, X: [TensorType(_flatten_vec_shape(ctx, X.shape), X.dtype)],
+    grad=_resize_like_grad)
 def flatten_to_vec(ctx, X):
     """1-d, all elements."""
     return X.reshape(_flatten_vec_shape(ctx, X.shape)).copy()
+
+
+def _resize_like_infer(ctx, X, like):
+    if X.shape is not None and like.shape is not None and X.size != like.size:
+        ctx.fail(f"input 0 '{ctx.inputs[0]}' has shape {_shp(X.shape)} ({X.size} elements) "
+                 f"and input 1 '{ctx.inputs[1]}' has shape {_shp(like.shape)} ({like.size}); "
+                 "ResizeLike needs the same number of elements", blob=ctx.inputs[0])
+    return [TensorType(like.shape, X.dtype)]
+
+
+# `axis` is accepted (and ignored) because Flatten's gradient copies it onto ResizeLike.
+@op("ResizeLike", inputs=2, outputs=1, args=[Arg("axis", "int", None, doc="ignored")],
+    infer=_resize_like_infer)
+def resize_like(ctx, X, like):
+    """X's data (and dtype) under input 1's shape; both have the same number of elements."""
+    _resize_like_infer(ctx, _t(X), _t(like))
+    return X.reshape(like.shape).copy()
 
 
 # ----------------------------------------------------------------------------- Transpose
@@ -306,8 +404,21 @@ def _transpose_infer(ctx, X):
     return [TensorType(None if axes is None else tuple(X.shape[a] for a in axes), X.dtype)]
 
 
+def _transpose_grad(g):
+    """Transpose back: by the inverse permutation of `axes`, or reversed again (no axes)."""
+    if not g.has("axes"):
+        return [g.op("Transpose", [g.GO(0)], [g.GI(0)])]
+    axes = list(g.args.axes)
+    if sorted(axes) != list(range(len(axes))):
+        g.fail(f"axes={axes} is not a permutation of 0..{len(axes) - 1}")
+    inverse = [0] * len(axes)
+    for i, a in enumerate(axes):
+        inverse[a] = i
+    return [g.op("Transpose", [g.GO(0)], [g.GI(0)], axes=inverse)]
+
+
 @op("Transpose", inputs=1, outputs=1, args=[Arg("axes", "ints", None)],
-    infer=_transpose_infer)
+    infer=_transpose_infer, grad=_transpose_grad)
 def transpose(ctx, X):
     """Permute dims by `axes` (default: reversed), as numpy.transpose."""
     return np.transpose(X, _transpose_axes(ctx, _t(X))).copy()
@@ -340,7 +451,8 @@ def _squeeze_shape(ctx, shape):
 
 
 @op("Squeeze", inputs=1, outputs=1, inplace=[(0, 0)], args=[Arg("dims", "ints", REQUIRED)],
-    infer=lambda ctx, X: [TensorType(_squeeze_shape(ctx, X.shape), X.dtype)])
+    infer=lambda ctx, X: [TensorType(_squeeze_shape(ctx, X.shape), X.dtype)],
+    grad=lambda g: [g.op("ExpandDims", [g.GO(0)], [g.GI(0)])])
 def squeeze(ctx, X):
     """Drop the size-1 dims listed in `dims` (sorted, duplicates ignored)."""
     return X.reshape(_squeeze_shape(ctx, X.shape)).copy()
@@ -361,7 +473,8 @@ def _expand_shape(ctx, shape):
 
 @op("ExpandDims", inputs=1, outputs=1, inplace=[(0, 0)],
     args=[Arg("dims", "ints", REQUIRED)],
-    infer=lambda ctx, X: [TensorType(_expand_shape(ctx, X.shape), X.dtype)])
+    infer=lambda ctx, X: [TensorType(_expand_shape(ctx, X.shape), X.dtype)],
+    grad=lambda g: [g.op("Squeeze", [g.GO(0)], [g.GI(0)])])
 def expand_dims(ctx, X):
     """Insert size-1 dims at the indices of `dims`, as numbered in the output."""
     return X.reshape(_expand_shape(ctx, X.shape)).copy()
@@ -370,10 +483,14 @@ def expand_dims(ctx, X):
 # ----------------------------------------------------------------------------- Slice
 
 def _slice_check(ctx, starts_t=None, ends_t=None):
-    if ctx.num_inputs == 2:
-        ctx.fail("takes 1 input (with arguments starts/ends) or 3 (data, starts, ends), got 2",
-                 cls=ArgumentError)
-    if ctx.num_inputs == 3:
+    """Slice takes [X] with arguments starts/ends, or [X, starts, ends];
+    SliceGradient the same with dY appended."""
+    grad = ctx.type == "SliceGradient"
+    if ctx.num_inputs == 2 + grad:
+        ctx.fail(f"takes {1 + grad} input{'s' * grad} (with arguments starts/ends) or "
+                 f"{3 + grad} ({'X, starts, ends, dY' if grad else 'data, starts, ends'}), got "
+                 f"{2 + grad}", cls=ArgumentError)
+    if ctx.num_inputs == 3 + grad:
         if ctx.has("starts") or ctx.has("ends"):
             ctx.fail("starts/ends are given both as inputs and as arguments",
                      cls=ArgumentError)
@@ -440,18 +557,60 @@ def _slice_infer(ctx, X, starts_t=None, ends_t=None):
     return [TensorType(out, X.dtype)]
 
 
-@op("Slice", inputs=(1, 3), outputs=1,
-    args=[Arg("starts", "ints", None), Arg("ends", "ints", None)], infer=_slice_infer)
+def _slice_grad(g):
+    """SliceGradient [X, (starts, ends,) dY] -> dX; starts/ends get no gradient."""
+    return [g.op("SliceGradient", list(g.proto.input) + [g.GO(0)], [g.GI(0)])]
+
+
+_SLICE_ARGS = [Arg("starts", "ints", None), Arg("ends", "ints", None)]
+
+
+@op("Slice", inputs=(1, 3), outputs=1, args=_SLICE_ARGS, infer=_slice_infer, grad=_slice_grad)
 def slice_(ctx, X, starts=None, ends=None):
     """X[starts:ends] per dimension (dims past len(starts) kept whole). A negative index i
     means dim + 1 + i, so end -1 is the end (inclusive of the last element); indices past
     the dim are clamped. Only one dimension may actually be cut."""
     _slice_check(ctx, None if starts is None else _t(starts), None if ends is None else _t(ends))
-    if starts is None:
-        out, index = _slice_plan(ctx, X.shape, ctx.args.starts, ctx.args.ends, ArgumentError)
-    else:
-        out, index = _slice_plan(ctx, X.shape, starts, ends, ShapeError)
+    out, index = _slice_index(ctx, X.shape, starts, ends)
     return X[index].reshape(out).copy()
+
+
+def _slice_index(ctx, shape, starts=None, ends=None):
+    """(output shape, index tuple) from the arguments, or from the starts/ends arrays."""
+    if starts is None:
+        return _slice_plan(ctx, shape, ctx.args.starts, ctx.args.ends, ArgumentError)
+    return _slice_plan(ctx, shape, starts, ends, ShapeError)
+
+
+def _slice_shape_matches(ctx, out, dY_shape) -> None:
+    if dY_shape is not None and tuple(out) != tuple(dY_shape):
+        ctx.fail(f"the gradient '{ctx.inputs[-1]}' has shape {_shp(dY_shape)}, but the slice "
+                 f"of input '{ctx.inputs[0]}' it is the gradient of has shape {_shp(out)}",
+                 blob=ctx.inputs[-1])
+
+
+def _slice_gradient_infer(ctx, X, *rest):
+    starts_t, ends_t = rest[:-1] if len(rest) == 3 else (None, None)
+    dY = rest[-1]
+    _slice_check(ctx, starts_t, ends_t)
+    if ctx.num_inputs == 2 and X.shape is not None:
+        out, _ = _slice_index(ctx, X.shape)
+        _slice_shape_matches(ctx, out, dY.shape)
+    # dX has X's shape and dY's dtype (Caffe2 writes it with the gradient's type)
+    return [TensorType(X.shape, dY.dtype)]
+
+
+@op("SliceGradient", inputs=(2, 4), outputs=1, args=_SLICE_ARGS, infer=_slice_gradient_infer)
+def slice_gradient(ctx, X, *rest):
+    """dX: zeros of X's shape with dY written into the slice Slice took (inputs X, dY, or
+    X, starts, ends, dY; only X's shape is read)."""
+    _slice_gradient_infer(ctx, _t(X), *(_t(v) for v in rest))
+    out, index = _slice_index(ctx, X.shape, *rest[:-1])
+    dY = rest[-1]
+    _slice_shape_matches(ctx, out, dY.shape)
+    dX = np.zeros(X.shape, dY.dtype)
+    dX[index] = dY
+    return dX
 
 
 # ----------------------------------------------------------------------------- Shape
@@ -468,10 +627,15 @@ def _shape_axes(ctx, ndim):
 
 def _shape_infer(ctx, X):
     axes = _shape_axes(ctx, None if X.shape is None else len(X.shape))
-    n = len(axes) if axes else (None if X.shape is None else len(X.shape))
-    return [TensorType(None if n is None else (n,), I64)]
+    if X.shape is not None:
+        dims = [X.shape[a] for a in axes] if axes else list(X.shape)
+        return [KnownInts((len(dims),), I64, value=dims)]
+    return [TensorType((len(axes),) if axes else None, I64)]
 
 
+# No gradient rule, on purpose: Caffe2 marks Shape SHOULD_NOT_DO_GRADIENT, an error should a
+# gradient ever reach its int64 output, which is what the backward pass does for an op without
+# a rule (a Python-registered rule may still give one).
 @op("Shape", inputs=1, outputs=1, args=[Arg("axes", "ints", None)], infer=_shape_infer)
 def shape(ctx, X):
     """int64 dims of X, or only those of `axes` (in that order)."""

@@ -1,4 +1,7 @@
-"""Spatial ops: Conv, ConvTranspose, MaxPool, AveragePool (and their 1D/2D/3D aliases).
+"""Spatial ops: Conv, ConvTranspose, MaxPool, AveragePool (and their 1D/2D/3D aliases),
+and their gradient ops (ConvGradient, ConvTransposeGradient, MaxPoolGradient,
+AveragePoolGradient; Conv2D's is Conv2DGradient, ...), which take their forward op's
+arguments and geometry.
 
 Argument parsing follows Caffe2's ConvPoolOpBase / ConvTransposeUnpoolBase, written once
 here (`_window_args`, `_geometry`):
@@ -12,6 +15,12 @@ here (`_window_args`, `_geometry`):
   odd pad goes to the tail; a negative pad crops, as Caffe2 does), 3 CAFFE_LEGACY_POOLING
   (Caffe's ceil rule, using only the head pads; the tail pad is derived).
 * `order`: "NCHW" (filter M x C/group x k...) or "NHWC" (filter M x k... x C/group).
+
+Gradients, as Caffe2's gradient makers and CPU kernels have them: <Conv>Gradient reads
+[X, W, dY] and writes [dW, db, dX] (no_bias=1: [dW, dX]; one output fewer: no dX);
+ConvTranspose's gradient is a convolution of dY (`_conv_transpose_as_conv`); the pooling
+gradients read [X, Y, dY]: max pooling hands dY to every input equal to its window's max
+(all ties), average pooling spreads it with the forward's own factor.
 
 Caffe2's CPU kernels take float32 only; so do these. Nothing runs in place.
 """
@@ -62,8 +71,10 @@ def _geometry_args(*, dilation=True, adj=False, global_pooling=False, group=True
     if count_include_pad:
         args.append(Arg("count_include_pad", "bool", False))
     if no_bias:
-        args.append(Arg("no_bias", "bool", False,
-                        "accepted for nets that carry it; must agree with the inputs"))
+        args += [Arg("no_bias", "bool", False,
+                     "forward: must agree with the inputs; gradient: no bias gradient output"),
+                 Arg("no_gradient_to_input", "bool", False,
+                     "read by the gradient rule only (the gradient op then skips dX)")]
     return args
 
 
@@ -240,9 +251,13 @@ class _Geometry:
         return -1 if self.channels_last else 1
 
     def output_shape(self, n: int, channels: int) -> tuple:
-        if self.channels_last:
-            return (n, *self.out, channels)
-        return (n, channels, *self.out)
+        return self._shape(n, channels, self.out)
+
+    def input_shape(self, n: int, channels: int) -> tuple:
+        return self._shape(n, channels, self.size)
+
+    def _shape(self, n: int, channels: int, spatial) -> tuple:
+        return (n, *spatial, channels) if self.channels_last else (n, channels, *spatial)
 
 
 def _size_and_pad(ctx, legacy: int, size: int, k: int, s: int, d: int, head: int, tail: int):
@@ -324,25 +339,54 @@ def _geometry(ctx, wa: _WindowArgs, x_shape, *, what="X", pool=False) -> _Geomet
                      tuple(dilation), tuple(heads), tuple(tails), tuple(outs))
 
 
-def _pad_crop(x: np.ndarray, axes, heads, tails, value) -> np.ndarray:
-    """Pad (positive) or crop (negative) `x` along `axes`; a view when nothing is padded."""
-    crop = [slice(None)] * x.ndim
-    widths = [(0, 0)] * x.ndim
-    for ax, h, t in zip(axes, heads, tails):
-        crop[ax] = slice(max(-h, 0), x.shape[ax] - max(-t, 0))
-        widths[ax] = (max(h, 0), max(t, 0))
-    x = x[tuple(crop)]
-    if any(w != (0, 0) for w in widths):
-        x = np.pad(x, widths, mode="constant", constant_values=value)
-    return x
+def _reframe(x: np.ndarray, axes, heads, lengths, value) -> np.ndarray:
+    """`x` seen through a frame per axis: out[p] = x[p - head] where that is inside `x`,
+    else `value`, for p in [0, length). A positive head pads, a negative one crops; so does
+    the length at the tail. A view when the frame is `x` itself."""
+    if all(h == 0 and n == x.shape[ax] for ax, h, n in zip(axes, heads, lengths)):
+        return x
+    shape = list(x.shape)
+    src, dst = [slice(None)] * x.ndim, [slice(None)] * x.ndim
+    for ax, h, n in zip(axes, heads, lengths):
+        lo, hi = max(0, -h), min(x.shape[ax], n - h)   # the part of x inside the frame
+        hi = max(lo, hi)
+        shape[ax] = n
+        src[ax], dst[ax] = slice(lo, hi), slice(lo + h, hi + h)
+    out = np.full(shape, value, x.dtype)
+    out[tuple(dst)] = x[tuple(src)]
+    return out
+
+
+def _window_tails(g: _Geometry) -> list:
+    """Per axis, how far the last window ends past the input (negative: before its end)."""
+    return [(o - 1) * s + d * (k - 1) + 1 - n - h for o, s, d, k, n, h in
+            zip(g.out, g.stride, g.dilation, g.kernel, g.size, g.pad_head)]
+
+
+def _windowed_length(g: _Geometry) -> list:
+    """Per axis, the span of the windows: from the first window's start to the last's end."""
+    return [n + h + t for n, h, t in zip(g.size, g.pad_head, _window_tails(g))]
 
 
 def _windowed_input(x: np.ndarray, g: _Geometry, value, axes) -> np.ndarray:
     """`x` padded/cropped along its spatial `axes` so that window j of axis i starts at
     j * stride exactly and the last window ends at the array's end."""
-    tails = [(o - 1) * s + d * (k - 1) + 1 - n - h for o, s, d, k, n, h in
-             zip(g.out, g.stride, g.dilation, g.kernel, g.size, g.pad_head)]
-    return _pad_crop(x, axes, g.pad_head, tails, value)
+    return _reframe(x, axes, g.pad_head, _windowed_length(g), value)
+
+
+def _unwindowed(dxp: np.ndarray, g: _Geometry, axes) -> np.ndarray:
+    """The gradient of `_windowed_input`: the padding's share dropped, cropped parts 0."""
+    return _reframe(dxp, axes, [-h for h in g.pad_head], g.size, 0)
+
+
+def _taps(g: _Geometry, axes, ndim: int):
+    """(kernel offset, index) per kernel tap: the index picks, from the windowed input,
+    what that tap sees at every output position."""
+    for offs in itertools.product(*(range(k) for k in g.kernel)):
+        sl = [slice(None)] * ndim
+        for ax, o, s, d, n in zip(axes, offs, g.stride, g.dilation, g.out):
+            sl[ax] = slice(o * d, o * d + (n - 1) * s + 1, s)
+        yield offs, tuple(sl)
 
 
 # ----------------------------------------------------------------------------- Conv
@@ -397,15 +441,21 @@ def _conv_infer(ctx, *ins: TensorType):
     return [TensorType(g.output_shape(n, M), _F32)]
 
 
-def _conv_forward(x: np.ndarray, w: np.ndarray, g: _Geometry, G: int) -> np.ndarray:
-    """Grouped N-d convolution by im2col + one batched GEMM (float32 accumulation)."""
+def _channels_first(g: _Geometry, *arrays):
+    """NHWC arrays (data, or filters M x k... x C/group) as NCHW views; NCHW ones as given."""
+    return [np.moveaxis(a, -1, 1) if g.channels_last else a for a in arrays]
+
+
+def _channels_back(g: _Geometry, a: np.ndarray) -> np.ndarray:
+    return np.moveaxis(a, 1, -1) if g.channels_last else a
+
+
+def _im2col(x: np.ndarray, g: _Geometry, G: int) -> np.ndarray:
+    """Columns (N, G, P, Cg * K) of channels-first `x`: row p of group g holds what output
+    position p's window sees of the group's channels, 0 in the padding."""
     nd = g.nd
-    if g.channels_last:  # to channels-first views; the im2col copy below absorbs it
-        x = np.moveaxis(x, -1, 1)
-        w = np.moveaxis(w, -1, 1)
     N, C = x.shape[:2]
-    M = w.shape[0]
-    Cg, Mg = C // G, M // G
+    Cg = C // G
     xp = _windowed_input(x, g, 0, tuple(range(2, 2 + nd)))
     dk = tuple(d * (k - 1) + 1 for d, k in zip(g.dilation, g.kernel))
     win = sliding_window_view(xp, dk, axis=tuple(range(2, 2 + nd)))
@@ -416,16 +466,78 @@ def _conv_forward(x: np.ndarray, w: np.ndarray, g: _Geometry, G: int) -> np.ndar
     K = int(np.prod(g.kernel, dtype=np.int64))
     win = win.reshape((N, G, Cg) + g.out + g.kernel)
     order = (0, 1) + tuple(range(3, 3 + nd)) + (2,) + tuple(range(3 + nd, 3 + 2 * nd))
-    cols = win.transpose(order).reshape(N, G, P, Cg * K)
-    wmat = w.reshape(G, Mg, Cg * K).transpose(0, 2, 1)
+    return win.transpose(order).reshape(N, G, P, Cg * K)
+
+
+def _conv_forward(x: np.ndarray, w: np.ndarray, g: _Geometry, G: int) -> np.ndarray:
+    """Grouped N-d convolution by im2col + one batched GEMM (float32 accumulation)."""
+    x, w = _channels_first(g, x, w)
+    N, M = x.shape[0], w.shape[0]
+    Mg = M // G
+    cols = _im2col(x, g, G)
+    wmat = w.reshape(G, Mg, -1).transpose(0, 2, 1)
     y = np.matmul(cols, wmat)  # (N, G, P, Mg)
     if g.channels_last:
         return y.transpose(0, 2, 1, 3).reshape((N,) + g.out + (M,))
     return y.transpose(0, 1, 3, 2).reshape((N, M) + g.out)
 
 
-@op("Conv", inputs=(2, 3), outputs=1, args=_geometry_args(global_pooling=True, no_bias=True),
-    infer=_conv_infer)
+def _conv_filter_grad(x: np.ndarray, dy: np.ndarray, w_shape, g: _Geometry,
+                      G: int) -> np.ndarray:
+    """dW of a convolution: per group, dY_g[Mg, N*P] . cols[N*P, Cg*K]."""
+    x, dy = _channels_first(g, x, dy)
+    N, M = dy.shape[:2]
+    Mg, P = M // G, int(np.prod(g.out, dtype=np.int64))
+    cols = _im2col(x, g, G)                                        # (N, G, P, CK)
+    cols = cols.transpose(1, 0, 2, 3).reshape(G, N * P, cols.shape[-1])
+    dyg = dy.reshape(N, G, Mg, P).transpose(1, 2, 0, 3).reshape(G, Mg, N * P)
+    dw = np.matmul(dyg, cols)                                      # (G, Mg, CK)
+    cf_shape = (w_shape[0], w_shape[-1], *w_shape[1:-1]) if g.channels_last else w_shape
+    return np.ascontiguousarray(_channels_back(g, dw.reshape(cf_shape)))
+
+
+def _conv_input_grad(dy: np.ndarray, w: np.ndarray, g: _Geometry, G: int) -> np.ndarray:
+    """dX of a convolution: the columns' gradient W_g^T . dY_g, added back (col2im) onto
+    the input positions each window saw; what fell in the padding is dropped."""
+    dy, w = _channels_first(g, dy, w)
+    nd = g.nd
+    N, M = dy.shape[:2]
+    C = w.shape[1] * G
+    Mg, Cg, P = M // G, C // G, int(np.prod(g.out, dtype=np.int64))
+    dyg = dy.reshape(N, G, Mg, P).transpose(0, 1, 3, 2)            # (N, G, P, Mg)
+    dcols = np.matmul(dyg, w.reshape(G, Mg, -1))                   # (N, G, P, CK)
+    dcols = dcols.reshape((N, G) + g.out + (Cg,) + g.kernel)
+    order = (0, 1, 2 + nd) + tuple(range(2, 2 + nd)) + tuple(range(3 + nd, 3 + 2 * nd))
+    dcols = dcols.transpose(order).reshape((N, C) + g.out + g.kernel)
+    axes = tuple(range(2, 2 + nd))
+    dxp = np.zeros((N, C, *_windowed_length(g)), _F32)
+    for offs, sl in _taps(g, axes, 2 + nd):
+        dxp[sl] += dcols[(Ellipsis,) + offs]
+    return np.ascontiguousarray(_channels_back(g, _unwindowed(dxp, g, axes)))
+
+
+def _bias_grad(dy: np.ndarray, g: _Geometry) -> np.ndarray:
+    """db: dY summed over the batch and the spatial axes (in float64, rounded once)."""
+    axes = (0,) + (tuple(range(1, 1 + g.nd)) if g.channels_last else tuple(range(2, 2 + g.nd)))
+    return dy.sum(axis=axes, dtype=np.float64).astype(_F32)
+
+
+def _conv_grad_rule(g):
+    """Caffe2's GetConvGradient (ConvTranspose's is the same): <type>Gradient reads
+    [X, W, dY] and writes [dW, db, dX]; without a bias input it writes [dW, dX] and gets
+    no_bias=1; with no_gradient_to_input=1 it leaves dX out."""
+    ins = [g.I(0), g.I(1), g.GO(0)]
+    dx = [] if g.args.no_gradient_to_input else [g.GI(0)]
+    if g.num_inputs == 3:
+        return [g.op(g.type + "Gradient", ins, [g.GI(1), g.GI(2)] + dx)]
+    return [g.op(g.type + "Gradient", ins, [g.GI(1)] + dx, no_bias=1)]
+
+
+_CONV_ARGS = _geometry_args(global_pooling=True, no_bias=True)
+
+
+@op("Conv", inputs=(2, 3), outputs=1, args=_CONV_ARGS, infer=_conv_infer,
+    grad=_conv_grad_rule)
 def conv(ctx, X, filter, bias=None):
     """N-d convolution (1 to 3 spatial axes), groups, dilation, optional bias."""
     wa = _window_args(ctx)
@@ -441,6 +553,77 @@ def conv(ctx, X, filter, bias=None):
     if bias is not None:
         y += bias if g.channels_last else bias.reshape((M,) + (1,) * g.nd)
     return np.ascontiguousarray(y, dtype=_F32)
+
+
+# ----------------------------------------------------------------- gradients of Conv, ConvTranspose
+
+def _require_f32(ctx, types) -> None:
+    for i, t in enumerate(types):
+        if not isinstance(t, TensorType):
+            t = TensorType(t.shape, t.dtype)
+        require_dtype(ctx, t, [np.float32], what=f"input {i} '{ctx.inputs[i]}'")
+
+
+def _check_grad_input(ctx, i: int, t, expected, what="the forward output") -> None:
+    """Input i (dY, or the forward output Y) must have the forward output's shape."""
+    if expected is not None and t.shape is not None and tuple(t.shape) != tuple(expected):
+        ctx.fail(f"'{ctx.inputs[i]}' has shape {list(t.shape)}, but {what} of these "
+                 f"arguments has shape {list(expected)}", blob=ctx.inputs[i])
+
+
+def _grad_outputs(ctx) -> tuple[bool, bool]:
+    """(writes db, writes dX) of a (Conv|ConvTranspose)Gradient op: Caffe2's outputs are
+    [dW, db, dX], db left out under no_bias=1 and dX left out when the op has one output
+    fewer (the rule's no_gradient_to_input)."""
+    bias = not ctx.args.no_bias
+    n = ctx.num_outputs
+    if bias and n == 1:
+        ctx.fail(f"{ctx.type} writes [dW, db, dX] (or [dW, db]); with one output it needs "
+                 "no_bias=1 (then it writes [dW] or [dW, dX])", cls=ArgumentError)
+    if not bias and n == 3:
+        ctx.fail(f"{ctx.type} with no_bias=1 writes [dW, dX]: 3 outputs given "
+                 f"{ctx.outputs}", cls=ArgumentError)
+    return bias, n == (3 if bias else 2)
+
+
+def _grad_results(ctx, dw, db, dx) -> list:
+    """The gradients the op writes, of the thunks dW, db, dX (see `_grad_outputs`)."""
+    bias, with_dx = _grad_outputs(ctx)
+    return [dw()] + ([db()] if bias else []) + ([dx()] if with_dx else [])
+
+
+def _grad_types(ctx, X: TensorType, W: TensorType, bias_channels) -> list[TensorType]:
+    bias, dx = _grad_outputs(ctx)
+    out = [TensorType(W.shape, _F32)]
+    if bias:
+        out.append(TensorType(None if bias_channels is None else (bias_channels,), _F32))
+    if dx:
+        out.append(TensorType(X.shape, _F32))
+    return out
+
+
+def _conv_grad_infer(ctx, X: TensorType, W: TensorType, dY: TensorType):
+    wa = _window_args(ctx)
+    _require_f32(ctx, (X, W, dY))
+    g, M = _conv_check(ctx, wa, X.shape, W.shape, None)
+    if g is not None and M is not None:
+        _check_grad_input(ctx, 2, dY, g.output_shape(X.shape[0], M))
+    return _grad_types(ctx, X, W, M)
+
+
+@op("ConvGradient", inputs=3, outputs=(1, 3), args=_CONV_ARGS, infer=_conv_grad_infer)
+def conv_gradient(ctx, X, filter, dY):
+    """Conv's gradient: inputs [X, W, dY], outputs [dW, db, dX] (see `_grad_outputs`).
+    dW = sum over images of dY_g . cols^T, db = dY summed over images and positions,
+    dX = col2im(W_g^T . dY_g)."""
+    wa = _window_args(ctx)
+    _require_f32(ctx, (X, filter, dY))
+    g, M = _conv_check(ctx, wa, X.shape, filter.shape, None)
+    _check_grad_input(ctx, 2, dY, g.output_shape(X.shape[0], M))
+    G = wa.group
+    return _grad_results(ctx, lambda: _conv_filter_grad(X, dY, filter.shape, g, G),
+                         lambda: _bias_grad(dY, g),
+                         lambda: _conv_input_grad(dY, filter, g, G))
 
 
 # ----------------------------------------------------------------------------- ConvTranspose
@@ -507,11 +690,11 @@ def _conv_transpose_infer(ctx, *ins: TensorType):
     return [TensorType(shape, _F32)]
 
 
-@op("ConvTranspose", inputs=(2, 3), outputs=1,
-    args=_geometry_args(dilation=False, adj=True, no_bias=True) + [
-        Arg("no_gradient_to_input", "bool", False,
-            "read by the gradient only (ConvTransposeGradient then skips dX)")],
-    infer=_conv_transpose_infer)
+_CONV_TRANSPOSE_ARGS = _geometry_args(dilation=False, adj=True, no_bias=True)
+
+
+@op("ConvTranspose", inputs=(2, 3), outputs=1, args=_CONV_TRANSPOSE_ARGS,
+    infer=_conv_transpose_infer, grad=_conv_grad_rule)
 def conv_transpose(ctx, X, filter, bias=None):
     """2-d transposed convolution with groups, adj (output padding) and optional bias."""
     wa = _window_args(ctx, transpose=True)
@@ -546,6 +729,49 @@ def conv_transpose(ctx, X, filter, bias=None):
     return np.ascontiguousarray(y, dtype=_F32)
 
 
+def _conv_transpose_as_conv(ctx, wa: _WindowArgs, xs, ws):
+    """ConvTranspose seen from its output: Y = col2im(W^T X) makes dX a convolution of dY
+    with W (stride, kernel, pads as given; the adj rows get no share) and dW that
+    convolution's filter gradient with X as its output gradient. Returns (the convolution's
+    geometry over dY, the output channels), or None while shapes are unknown."""
+    r = _conv_transpose_check(ctx, wa, xs, ws, None)
+    if r is None:
+        return None
+    _, outs, C, pads = r
+    sizes = tuple(xs[1:3]) if wa.channels_last else tuple(xs[2:4])
+    stride = tuple(wa.stride or (1, 1))
+    tails = tuple((n - 1) * s + k - o - h for n, s, k, o, h in
+                  zip(sizes, stride, wa.kernel, outs, pads[:2]))
+    return _Geometry(wa.channels_last, tuple(outs), tuple(wa.kernel), stride, (1, 1),
+                     tuple(pads[:2]), tails, sizes), C
+
+
+def _conv_transpose_grad_infer(ctx, X: TensorType, W: TensorType, dY: TensorType):
+    wa = _window_args(ctx, transpose=True)
+    _require_f32(ctx, (X, W, dY))
+    r = None if W.shape is None else _conv_transpose_as_conv(ctx, wa, X.shape, W.shape)
+    if r is not None:
+        g, C = r
+        _check_grad_input(ctx, 2, dY, g.input_shape(X.shape[0], C))
+    return _grad_types(ctx, X, W, None if r is None else r[1])
+
+
+@op("ConvTransposeGradient", inputs=3, outputs=(1, 3), args=_CONV_TRANSPOSE_ARGS,
+    infer=_conv_transpose_grad_infer)
+def conv_transpose_gradient(ctx, X, filter, dY):
+    """ConvTranspose's gradient: inputs [X, W, dY], outputs [dW, db, dX] (see
+    `_grad_outputs`). dX is dY convolved with W, dW that convolution's filter gradient
+    with X as its output gradient (`_conv_transpose_as_conv`), db = dY summed."""
+    wa = _window_args(ctx, transpose=True)
+    _require_f32(ctx, (X, filter, dY))
+    g, C = _conv_transpose_as_conv(ctx, wa, X.shape, filter.shape)
+    _check_grad_input(ctx, 2, dY, g.input_shape(X.shape[0], C))
+    G = wa.group
+    return _grad_results(ctx, lambda: _conv_filter_grad(dY, X, filter.shape, g, G),
+                         lambda: _bias_grad(dY, g),
+                         lambda: np.ascontiguousarray(_conv_forward(dY, filter, g, G)))
+
+
 # ----------------------------------------------------------------------------- pooling
 
 def _pool_infer(ctx, X: TensorType):
@@ -576,11 +802,8 @@ def _pool(ctx, X: np.ndarray, mode: str) -> np.ndarray:
     K = int(np.prod(g.kernel))
     if K <= 64:  # a strided slice per kernel offset: cheap for the usual small kernels
         acc = None
-        for offs in itertools.product(*(range(k) for k in g.kernel)):
-            sl = [slice(None)] * X.ndim
-            for ax, o, s, n in zip(axes, offs, g.stride, g.out):
-                sl[ax] = slice(o, o + (n - 1) * s + 1, s)
-            v = xp[tuple(sl)]
+        for _, sl in _taps(g, axes, X.ndim):
+            v = xp[sl]
             if acc is None:
                 acc = v.astype(_F32, copy=True)
             elif mode == "max":
@@ -597,38 +820,105 @@ def _pool(ctx, X: np.ndarray, mode: str) -> np.ndarray:
         acc = win.max(axis=kax) if mode == "max" else win.sum(axis=kax, dtype=_F32)
     if mode == "max":
         return np.ascontiguousarray(acc, dtype=_F32)
+    acc *= _average_scale(ctx, g, X.ndim)
+    return np.ascontiguousarray(acc, dtype=_F32)
+
+
+def _average_scale(ctx, g: _Geometry, ndim: int) -> np.ndarray:
+    """AveragePool's factor per output position (float32, shaped to broadcast against the
+    output): 1 / kernel size with count_include_pad, else 1 / the number of input
+    positions in the window (windows clipped to the input: a product of per-axis counts,
+    in float64, rounded once)."""
     if ctx.args.count_include_pad:
-        scale = np.full(g.out, 1.0 / K)
-    else:  # windows clipped to the input: the count is a product of per-axis counts
+        scale = np.full(g.out, 1.0 / int(np.prod(g.kernel)))
+    else:
         scale = np.ones(())
         for n, k, s, h, o in zip(g.size, g.kernel, g.stride, g.pad_head, g.out):
             start = np.arange(o) * s - h
             cnt = np.minimum(start + k, n) - np.maximum(start, 0)
             scale = np.multiply.outer(scale, 1.0 / cnt)
-    shape = [1] * X.ndim
-    for ax, o in zip(axes, g.out):
+    shape = [1] * ndim
+    for ax, o in zip(g.spatial_axes, g.out):
         shape[ax] = o
-    acc *= scale.astype(_F32).reshape(shape)
-    return np.ascontiguousarray(acc, dtype=_F32)
+    return scale.astype(_F32).reshape(shape)
 
 
-@op("MaxPool", inputs=1, outputs=1, args=_geometry_args(global_pooling=True),
-    infer=_pool_infer)
+def _pool_grad_rule(g):
+    """Caffe2's pooling gradient maker: <type>Gradient reads [X, Y, dY], writes dX."""
+    return [g.op(g.type + "Gradient", [g.I(0), g.O(0), g.GO(0)], [g.GI(0)])]
+
+
+_MAX_POOL_ARGS = _geometry_args(global_pooling=True)
+_AVERAGE_POOL_ARGS = _geometry_args(global_pooling=True, count_include_pad=True)
+
+
+@op("MaxPool", inputs=1, outputs=1, args=_MAX_POOL_ARGS, infer=_pool_infer,
+    grad=_pool_grad_rule)
 def max_pool(ctx, X):
     """Max over each window; padded positions never win."""
     return _pool(ctx, X, "max")
 
 
-@op("AveragePool", inputs=1, outputs=1,
-    args=_geometry_args(global_pooling=True, count_include_pad=True), infer=_pool_infer)
+@op("AveragePool", inputs=1, outputs=1, args=_AVERAGE_POOL_ARGS, infer=_pool_infer,
+    grad=_pool_grad_rule)
 def average_pool(ctx, X):
     """Mean over each window: over the window's input positions, or (count_include_pad)
     the window's sum divided by the full kernel size."""
     return _pool(ctx, X, "avg")
 
 
+def _pool_grad_infer(ctx, X: TensorType, Y: TensorType, dY: TensorType):
+    wa = _window_args(ctx, pool=True)
+    _require_f32(ctx, (X, Y, dY))
+    if X.shape is not None:
+        g = _geometry(ctx, wa, X.shape, what=f"X '{ctx.inputs[0]}'", pool=True)
+        out = g.output_shape(X.shape[0], X.shape[g.channel_axis])
+        _check_grad_input(ctx, 1, Y, out)
+        _check_grad_input(ctx, 2, dY, out, "the gradient of the forward output")
+    return [TensorType(X.shape, _F32)]
+
+
+def _pool_grad(ctx, X: np.ndarray, Y: np.ndarray, dY: np.ndarray, mode: str) -> np.ndarray:
+    """dX of MaxPool/AveragePool: each window hands its dY back to the input positions it
+    covers (padding drops its share). Max: to every position equal to the window's Y (all
+    ties, as Caffe2's CPU kernel; a NaN window gives nothing). Average: dY times the
+    forward's factor (`_average_scale`)."""
+    _pool_grad_infer(ctx, *(TensorType(a.shape, a.dtype) for a in (X, Y, dY)))  # validates
+    wa = _window_args(ctx, pool=True)
+    g = _geometry(ctx, wa, X.shape, what=f"X '{ctx.inputs[0]}'", pool=True)
+    zero = _F32.type(0)
+    if wa.global_pooling:
+        if mode == "max":
+            return np.where(X == Y, dY, zero)
+        return np.ascontiguousarray(np.broadcast_to(
+            dY * _F32.type(1.0 / int(np.prod(g.size))), X.shape))
+    axes = g.spatial_axes
+    xp = _windowed_input(X, g, -np.inf if mode == "max" else 0, axes)
+    dxp = np.zeros(xp.shape, _F32)
+    share = None if mode == "max" else dY * _average_scale(ctx, g, X.ndim)
+    for _, sl in _taps(g, axes, X.ndim):
+        dxp[sl] += np.where(xp[sl] == Y, dY, zero) if mode == "max" else share
+    return np.ascontiguousarray(_unwindowed(dxp, g, axes))
+
+
+@op("MaxPoolGradient", inputs=3, outputs=1, args=_MAX_POOL_ARGS, infer=_pool_grad_infer)
+def max_pool_gradient(ctx, X, Y, dY):
+    """MaxPool's gradient: inputs [X, Y, dY], output dX; every input position equal to
+    its window's max gets that window's dY (ties all get it)."""
+    return _pool_grad(ctx, X, Y, dY, "max")
+
+
+@op("AveragePoolGradient", inputs=3, outputs=1, args=_AVERAGE_POOL_ARGS,
+    infer=_pool_grad_infer)
+def average_pool_gradient(ctx, X, Y, dY):
+    """AveragePool's gradient: inputs [X, Y, dY] (Y only checked), output dX; each window
+    spreads dY times the forward's factor over its input positions."""
+    return _pool_grad(ctx, X, Y, dY, "avg")
+
+
+# Caffe2 registers each alias with its own gradient op: Conv2D -> Conv2DGradient, ...
 for _suffix in ("1D", "2D", "3D"):
-    alias("Conv" + _suffix, "Conv")
-    alias("MaxPool" + _suffix, "MaxPool")
-    alias("AveragePool" + _suffix, "AveragePool")
-del _suffix
+    for _type in ("Conv", "MaxPool", "AveragePool"):
+        alias(_type + _suffix, _type)
+        alias(_type + _suffix + "Gradient", _type + "Gradient")
+del _suffix, _type

@@ -1,4 +1,8 @@
-"""Host-side utility ops: Print and Summarize (they write to the console or to files)."""
+"""Host-side utility ops: Print and Summarize (they write to the console or to files).
+
+Neither has a gradient rule: Caffe2 registers both SHOULD_NOT_DO_GRADIENT, so a backward
+pass that reaches one with a gradient is an error (Print has no output, so none can).
+"""
 from __future__ import annotations
 
 import os

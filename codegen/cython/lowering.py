@@ -120,16 +120,20 @@ class Kernel:
     macro: str | None
     prepare: Callable[[KernelSpec], None]
     supports: Callable[[BoundOp], bool] | None
+    # Inputs the kernel never reads, only the runtime does (AtomicIter's mutex): they get no
+    # buffer and no `k.ins` entry; the segment checks they exist and locks a mutex among
+    # them for its run.
+    host_inputs: tuple[int, ...] = ()
 
 
 _KERNELS: dict[str, Kernel] = {}
 
 
 def kernel(*types: str, template: str, macro: str | None = None,
-           supports: Callable[[BoundOp], bool] | None = None):
+           supports: Callable[[BoundOp], bool] | None = None, host_inputs: tuple = ()):
     """Register `prepare` as the Cython kernel of op `types` (see the module docstring)."""
     def register(prepare):
-        k = Kernel(types, template, macro, prepare, supports)
+        k = Kernel(types, template, macro, prepare, supports, tuple(host_inputs))
         for t in types:
             if t in _KERNELS:
                 raise ValueError(f"two Cython kernels for op {t}")
@@ -152,6 +156,13 @@ def has_kernel(op: BoundOp) -> bool:
     return k.supports is None or k.supports(op)
 
 
+def host_inputs(op: BoundOp) -> tuple[int, ...]:
+    """Input indices of `op` that its kernel does not read (see Kernel.host_inputs)."""
+    _load_families()
+    k = _KERNELS.get(op.type)
+    return k.host_inputs if k is not None else ()
+
+
 def lower(op: BoundOp, in_types: list[TensorType], out_types: list[TensorType]) -> tuple[Kernel, KernelSpec]:
     """The kernel and its prepared spec for `op` with these (fully known) types.
 
@@ -159,7 +170,8 @@ def lower(op: BoundOp, in_types: list[TensorType], out_types: list[TensorType]) 
     """
     _load_families()
     kern = _KERNELS[op.type]
-    ins = [Buf(f"i{i}", t.shape, t.dtype) for i, t in enumerate(in_types)]
+    ins = [Buf(f"i{i}", t.shape, t.dtype) for i, t in enumerate(in_types)
+           if i not in kern.host_inputs]
     outs = [Buf(f"o{j}", t.shape, t.dtype) for j, t in enumerate(out_types)]
     for b in ins + outs:
         b.ctype  # noqa: B018 - raises Unsupported for dtypes without a C type

@@ -20,7 +20,8 @@ import pathlib
 import jinja2
 import numpy as np
 
-from c2compile.codegen.cython.lowering import Buf, Kernel, KernelSpec, Unsupported, lower
+from c2compile.codegen.cython.lowering import (
+    Buf, Kernel, KernelSpec, Unsupported, host_inputs, lower)
 from c2compile.ops.schema import BoundOp, TensorType
 
 TEMPLATES = pathlib.Path(__file__).parent / "templates"
@@ -80,7 +81,11 @@ def plan_segment(name: str, ops: list[BoundOp], input_types: dict[str, TensorTyp
 
     for op in ops:
         in_exprs, in_types = [], []
-        for blob in op.inputs:
+        host = host_inputs(op)
+        for i, blob in enumerate(op.inputs):
+            if i in host:  # read by the runtime only (a mutex): no buffer, no type
+                in_types.append(TensorType(None, None))
+                continue
             if blob not in where:
                 inputs.append(blob)
                 where[blob] = f"x[{len(inputs) - 1}]"

@@ -9,7 +9,11 @@ to a Cython expression per dtype kind, and a handful of macros wrap those expres
   `loop_nest` turns the operands' shapes into static strides (0 where an operand broadcasts),
   drops size-1 dims and merges dims that are contiguous for every operand, so equal shapes
   become one flat loop and a scalar B is loaded once, before the loop;
-* Sum/Max/Min and WeightedSum: one flat loop over same-sized inputs; Cast: one flat loop.
+* Sum/Max/Min and WeightedSum: one flat loop over same-sized inputs; Cast: one flat loop;
+* unary gradient ops (`UNARY_GRADIENT_FLOAT`): the `unary` loop over (y or x, dy);
+* Add/Sub/Mul/DivGradient, SumReduceLike, Max/MinGradient (`reduce_nest`): one loop nest
+  over C's shape; an output smaller than C (its operand was broadcast) is zeroed and summed
+  into in C's element order, so the bias-like reductions need no scratch.
 
 Integer arithmetic wraps around as numpy's does (computed in the unsigned type, so it does
 not rely on -fwrapv); integer Div truncates toward zero and fails on a zero divisor.
@@ -24,7 +28,9 @@ import numpy as np
 from c2compile import dtypes
 from c2compile.codegen.cython.lowering import CTYPES, KernelSpec, Unsupported, kernel
 from c2compile.errors import C2Error
-from c2compile.ops.elementwise import _cast_target, _legacy_axis, _legacy_view_shape
+from c2compile.ops.elementwise import (
+    _UNARY_GRADIENTS, _binary_grad_operands, _cast_target, _legacy_axis, _legacy_view_shape,
+    _operand_views)
 
 UNSIGNED = {"int": "unsigned int", "long long": "unsigned long long", "short": "unsigned short",
             "signed char": "unsigned char"}
@@ -108,15 +114,16 @@ UNARY_INT = {
     "Cube": "<{T}>(<{U}>x * <{U}>x * <{U}>x)",
 }
 UNARY_BOOL = {"Not": "x == 0"}
-COPIES = ("Copy", "StopGradient")
+COPIES = ("Copy", "StopGradient", "CopyOnDeviceLike")
 UNARY_TYPES = tuple(UNARY_FLOAT) + ("Not",) + COPIES
 
 
-def _unary_consts(k: KernelSpec, dtype: np.dtype) -> dict:
+def _unary_consts(k: KernelSpec, dtype: np.dtype, op_type: str) -> dict:
+    """Argument values of forward op `op_type` (a gradient op takes its forward's)."""
     a = k.args
-    if k.op.type in ("LeakyRelu", "Elu"):
+    if op_type in ("LeakyRelu", "Elu"):
         return {"alpha": as_float32(a.alpha)}
-    if k.op.type == "Clip":
+    if op_type == "Clip":
         info = np.finfo(dtype)  # unset bounds are the type's lowest/max, as the reference
         return {"lo": float(info.min) if a.min is None else as_float32(a.min),
                 "hi": float(info.max) if a.max is None else as_float32(a.max)}
@@ -137,10 +144,66 @@ def unary(k: KernelSpec) -> None:
     table = {"f": UNARY_FLOAT, "i": UNARY_INT, "b": UNARY_BOOL}.get(x.dtype.kind, {})
     if k.op.type not in table:
         raise Unsupported(f"{k.op.type} on {x.dtype}")
-    expr = _format(table[k.op.type], T)
-    consts = {"one": 1, "zero": 0, **_unary_consts(k, x.dtype)}
-    k.vars["expr"] = expr
-    k.vars["consts"] = [(n, literal(v, x.dtype)) for n, v in consts.items() if _uses(expr, n)]
+    _pointwise(k, table[k.op.type], [("x", "i0")], k.op.type)
+
+
+def _pointwise(k: KernelSpec, template: str, loads, op_type: str) -> None:
+    """k.vars for the `unary` macro: o0[i] = template over the elements `loads` names
+    ([(local, input buffer)]), with the constants and arguments the expression uses."""
+    dtype = k.outs[0].dtype
+    expr = _format(template, k.outs[0].ctype)
+    consts = {"one": 1, "zero": 0, "three": 3, "mhalf": -0.5,
+              **_unary_consts(k, dtype, op_type)}
+    k.vars.update(expr=expr, loads=loads,
+                  consts=[(n, literal(v, dtype)) for n, v in consts.items() if _uses(expr, n)])
+
+
+# ----------------------------------------------------------------------------- unary gradients
+
+# Cython expressions of the gradient ops' operands (y, x: the forward output/input; dy: the
+# output's gradient), written as the reference (ops/elementwise.py) and Caffe2 write them, so
+# NaN/inf in dy propagate alike: a select for Relu/Elu/Abs, a 0/1 mask product elsewhere.
+UNARY_GRADIENT_FLOAT = {
+    "ReluGradient": "dy if y > zero else zero",
+    "SigmoidGradient": "dy * y * (one - y)",
+    "TanhGradient": "dy * (one - y * y)",
+    "SoftplusGradient": "dy * (one - exp{f}(-y))",
+    "ReciprocalGradient": "dy * -(y * y)",
+    "LeakyReluGradient": "dy * <{T}>(y >= zero) - dy * (<{T}>(y >= zero) - one) * alpha",
+    "EluGradient": "dy * (y + alpha) if y < zero else dy",
+    "ClipGradient": "dy * <{T}>((y > lo) & (y < hi))",
+    "SoftsignGradient": "dy / ((one + fabs{f}(x)) * (one + fabs{f}(x)))",
+    "AbsGradient": "zero if x == zero else (dy if x > zero else -dy)",
+    "Log1pGradient": "dy / (x + one)",
+    "SinGradient": "dy * cos{f}(x)",
+    "CosGradient": "-dy * sin{f}(x)",
+    "TanGradient": "dy / (cos{f}(x) * cos{f}(x))",
+    "AsinGradient": "dy / sqrt{f}(one - x * x)",
+    "AcosGradient": "-dy / sqrt{f}(one - x * x)",
+    "AtanGradient": "dy / (one + x * x)",
+    "CubeGradient": "dy * (x * x) * three",
+    "SinhGradient": "dy * cosh{f}(x)",
+    "CoshGradient": "dy * sinh{f}(x)",
+    "RsqrtGradient": "dy * (y * y * y) * mhalf",
+    "CbrtGradient": "dy / (three * (y * y))",
+}
+UNARY_GRADIENT_INT = {"CubeGradient": "<{T}>(<{U}>dy * (<{U}>x * <{U}>x) * <{U}>3)"}
+# gradient op -> (its forward op, its inputs' names in order), from the ops' own table
+_GRADIENT_OPERANDS = {t: (fwd, operands.lower().split())
+                      for t, fwd, operands, *_ in _UNARY_GRADIENTS}
+
+
+@kernel(*UNARY_GRADIENT_FLOAT, template="elementwise.pyx.j2", macro="unary")
+def unary_gradient(k: KernelSpec) -> None:
+    """dX = f(operands) elementwise, one flat loop (in-place safe: all read before o0[i])."""
+    dtype = k.outs[0].dtype
+    table = UNARY_GRADIENT_FLOAT if dtype.kind == "f" else UNARY_GRADIENT_INT
+    if k.op.type not in table:
+        raise Unsupported(f"{k.op.type} on {dtype}")
+    forward, operands = _GRADIENT_OPERANDS[k.op.type]
+    k.vars.update(T=k.outs[0].ctype, is_copy=False)
+    _pointwise(k, table[k.op.type], [(name, f"i{j}") for j, name in enumerate(operands)],
+               forward)
 
 
 # ----------------------------------------------------------------------------- loop nests
@@ -250,6 +313,78 @@ def binary(k: KernelSpec) -> None:
     strided_body(k, template, [A.shape, b_shape], T)
     if k.op.type == "Div" and A.dtype.kind != "f":
         k.vars["zero_check"] = dict(size=B.size, code=k.error(1, "integer division by zero"))
+
+
+# ----------------------------------------------------------------------------- broadcast gradients
+
+def reduce_nest(k: KernelSpec, c_shape, views, reads, writes) -> None:
+    """k.vars for the `reduce_nest` macro: one loop nest over C's shape `c_shape`, with
+    operands that numpy-broadcast onto it as `views`. Each element loads `reads`
+    ([(local, input buffer, operand)]; operand 0 is C's own index, operand j is views[j-1])
+    and then stores `writes` ([(output index, operand, expression)]). An output smaller than
+    C (its operand was broadcast) is zeroed first and summed into, in C's element order."""
+    loops = loop_nest(c_shape, views)
+    index = [_index([st[o] for _, st in loops]) for o in range(len(views) + 1)]
+    c_size = int(np.prod(c_shape, dtype=np.int64))
+    T = k.outs[0].ctype
+    lines = [f"{name} = {buf}[{index[o]}]" for name, buf, o in reads]
+    zero = []
+    for j, o, expr in writes:
+        out = f"o{j}[{index[o]}]"
+        if k.outs[j].size == c_size:
+            lines.append(f"{out} = {expr}")
+        elif k.outs[j].dtype.kind == "f":
+            zero.append((j, k.outs[j].size))
+            lines.append(f"{out} = {out} + {expr}")
+        else:  # integer sums wrap, as the reference's
+            zero.append((j, k.outs[j].size))
+            lines.append(_format("{o} = <{T}>(<{U}>{o} + <{U}>({e}))", T, o=out, e=expr))
+    k.vars.update(T=T, locals=[name for name, _, _ in reads], zero=zero, stmt="\n".join(lines),
+                  levels=[dict(var=f"n{i}", extent=e, loads=[]) for i, (e, _) in enumerate(loops)])
+
+
+_GRADIENT_EXPRS = {  # (dA, dB) of dc, a, b, c for (floating point, integer) data
+    "AddGradient": (("dc", "dc"), ("dc", "dc")),
+    "SubGradient": (("dc", "-dc"), ("dc", "<{T}>(<{U}>0 - <{U}>dc)")),
+    "MulGradient": (("dc * b", "dc * a"), ("<{T}>(<{U}>dc * <{U}>b)", "<{T}>(<{U}>dc * <{U}>a)")),
+    "DivGradient": (("dc / b", "-dc * c / b"), None),  # as Caffe2 writes dB: -dC * C / B
+}
+
+
+@kernel(*_GRADIENT_EXPRS, template="elementwise.pyx.j2", macro="reduce_nest")
+def binary_gradient(k: KernelSpec) -> None:
+    """(dA, dB) of Add/Sub/Mul/Div, each summed over the dims its operand was broadcast
+    along (numpy or legacy broadcast=1). In place (dA or dB over dC) is safe: that output
+    has C's shape, and each element of dC is read before its own slot is written."""
+    bufs = _binary_grad_operands(k.op, k.ins)   # dC, A, B, C: DivGradient may take 3
+    A, B = bufs[1], bufs[2]
+    c_shape, a_view, b_view = _operand_views(k.op, A.shape, B.shape)
+    floating, integer = _GRADIENT_EXPRS[k.op.type]
+    exprs = floating if A.dtype.kind == "f" else integer
+    if exprs is None:
+        raise Unsupported(f"{k.op.type} on {A.dtype} (C++ integer division)")
+    exprs = [_format(e, A.ctype) for e in exprs]
+    operands = {"dc": 0, "a": 1, "b": 2, "c": 0}  # name -> operand (0: C's own index)
+    reads = [(name, buf.name, operands[name]) for name, buf in zip(operands, bufs)
+             if any(_uses(e, name) for e in exprs)]
+    reduce_nest(k, c_shape, [a_view, b_view], reads, [(0, 1, exprs[0]), (1, 2, exprs[1])])
+
+
+@kernel("SumReduceLike", template="elementwise.pyx.j2", macro="reduce_nest")
+def sum_reduce_like(k: KernelSpec) -> None:
+    """A summed down to the shape of B placed in A's dims as broadcast=1 places it."""
+    A, B = k.ins
+    view = _legacy_view_shape(k.op, A.shape, B.shape, _legacy_axis(k.op))
+    reduce_nest(k, A.shape, [view], [("a", "i0", 0)], [(0, 1, "a")])
+
+
+@kernel("MaxGradient", "MinGradient", template="elementwise.pyx.j2", macro="reduce_nest")
+def select_gradient(k: KernelSpec) -> None:
+    """dX_j = [X_j == Y] * dY (a product, so dY = inf/NaN gives NaN where X_j lost)."""
+    n = len(k.outs)
+    reads = [("y", "i0", 0), ("dy", "i1", 0)] + [(f"x{j}", f"i{j + 2}", 0) for j in range(n)]
+    writes = [(j, 0, f"<{k.outs[0].ctype}>(x{j} == y) * dy") for j in range(n)]
+    reduce_nest(k, k.ins[0].shape, [], reads, writes)
 
 
 # ----------------------------------------------------------------------------- variadic

@@ -1,7 +1,8 @@
 """GEMM-shaped kernels through scipy's BLAS (template: linear.pyx.j2).
 
-FC, FCTransposed, MatMul and BatchMatMul are float32-only (as the reference), so every product
-is one `sgemm` call, or a loop of them over BatchMatMul's batch dims. Geometry comes from the
+FC, FCTransposed, their gradients, MatMul and BatchMatMul are float32-only (as the reference),
+so every product is one `sgemm` call, or a loop of them over BatchMatMul's batch dims. (MatMul's
+and BatchMatMul's gradients are MatMul and BatchMatMul ops themselves.) Geometry comes from the
 op definitions' own helpers (`c2compile.ops.linear`), never re-derived here.
 
 A row-major product C[M,N] = op(A) op(B) is the column-major product C^T = op(B)^T op(A)^T,
@@ -12,11 +13,12 @@ from __future__ import annotations
 import numpy as np
 
 from c2compile.codegen.cython.lowering import KernelSpec, Unsupported, kernel
-from c2compile.ops.linear import _bmm_shape, _fc_dims, _matmul_dims
+from c2compile.ops.linear import _bmm_shape, _fc_dims, _fc_grad_dims, _matmul_dims
 
 
 def _float32_only(k: KernelSpec) -> None:
-    for b in k.ins[:2] + k.outs:
+    """Every buffer but MatMul's third input (which only gives Y its shape) is float32."""
+    for b in k.ins[:2 if k.op.type == "MatMul" else None] + k.outs:
         if b.dtype != np.float32:
             raise Unsupported(f"{k.op.type}: float32 only (got {b.dtype})")
 
@@ -30,7 +32,8 @@ def gemm(M: int, N: int, K: int, a: str, ta: bool, b: str, tb: bool, c: str,
     """
     return dict(transa="T" if tb else "N", transb="T" if ta else "N",
                 m=N, n=M, k=K, a=b, lda=max(1, K if tb else N), b=a, ldb=max(1, M if ta else K),
-                c=c, ldc=max(1, N), beta=beta, M=M, N=N, K=K)
+                c=c, ldc=max(1, N), beta=beta, M=M, N=N, K=K,
+                row_a=1 if ta else K)   # elements from one row of op(A) to the next
 
 
 @kernel("FC", "FCTransposed", template="linear.pyx.j2", macro="FC")
@@ -39,8 +42,25 @@ def fc(k: KernelSpec) -> None:
     _float32_only(k)
     transposed = k.op.type == "FCTransposed"
     M, K, N, _ = _fc_dims(k.op, k.ins[0].shape, k.ins[1].shape, k.ins[2].shape, transposed)
-    k.vars.update(M=M, K=K, N=N, transposed=transposed, split=_split_rows(M, N, K),
-                  g=gemm(M, N, K, "i0", False, "i1", not transposed, "o0", beta="1.0"))
+    g = gemm(M, N, K, "i0", False, "i1", not transposed, "o0", beta="1.0")
+    k.vars.update(M=M, K=K, N=N, transposed=transposed, split=_split_rows(M, N, K), g=g)
+
+
+@kernel("FCGradient", "FCTransposedGradient", template="linear.pyx.j2", macro="FCGradient")
+def fc_gradient(k: KernelSpec) -> None:
+    """[dW, db, (dX)] from X[M,K], W and dY[M,N]: two sgemms and a column sum."""
+    _float32_only(k)
+    transposed = k.op.type == "FCTransposedGradient"
+    M, K, N = _fc_grad_dims(k.op, k.ins[0].shape, k.ins[1].shape, k.ins[2].shape, transposed)
+    # dW: K x N = X^T dY (FCTransposed) or N x K = dY^T X (FC); dX: M x K = dY op(W), with W
+    # stored K x N (FCTransposed: op = ^T) or N x K.
+    gw = (gemm(K, N, M, "i0", True, "i2", False, "o0") if transposed
+          else gemm(N, K, M, "i2", True, "i0", False, "o0"))
+    gx = gemm(M, K, N, "i2", False, "i1", transposed, "o2")
+    k.vars.update(M=M, N=N, K=K, transposed=transposed, dx=len(k.outs) == 3,
+                  gw=gw, split_w=_split_rows(gw["M"], gw["N"], M), gx=gx,
+                  split_x=_split_rows(M, K, N),
+                  db=k.scratch_buf(max(N, 1), np.float64).name)
 
 
 # Multiply-adds from which a GEMM is worth two threads. With OpenBLAS single-threaded
@@ -51,7 +71,8 @@ SPLIT_MACS = 1 << 24
 
 
 def _split_rows(M: int, N: int, K: int) -> int:
-    """Rows of X the first thread takes (0: no split)."""
+    """Rows of the output C[M,N] = op(A) op(B) (and of op(A)) the first thread takes (0: no
+    split)."""
     from c2compile import config
     if config.blas_threads != 1 or M < 2 or M * N * K < SPLIT_MACS:
         return 0

@@ -1,22 +1,25 @@
-"""Row-wise and axis reductions, losses and Softmax (template: reduction.pyx.j2).
+"""Row-wise and axis reductions, losses, Softmax and the reductions' and losses' gradients
+(template: reduction.pyx.j2).
 
 Geometry and validation come from the op definitions (`c2compile.ops.reduction`, Softmax's
 from `c2compile.ops.normalization`); the planner has already run each op's shape rule, so a
 prepare function only turns shapes into loop bounds. Float32 sums accumulate in double (as
 the references do, or closer to exact than their float32 sums), so long rows do not drift.
 Data-dependent failures (a label out of range, soft labels that are not probabilities) are
-error codes, checked before anything is written.
+error codes, checked before anything is written. The gradient kernels compute in float32 with
+Caffe2's order of operations, as their references do.
 """
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 
 from c2compile.codegen.cython.lowering import KernelSpec, Unsupported, kernel
 from c2compile.ops.normalization import _softmax_check
-from c2compile.ops.reduction import (LOG_THRESHOLD, _arg_axis, _batch_dims, _highest, _lowest,
-                                     _reduce_axes, _swl_dims)
+from c2compile.ops.reduction import (LOG_THRESHOLD, REDUCE_EPS, _arg_axis, _batch_dims,
+                                     _highest, _lowest, _reduce_axes, _swl_dims)
 from c2compile.ops.schema import TensorType
 
 TEMPLATE = "reduction.pyx.j2"
@@ -164,6 +167,37 @@ def reduce(k: KernelSpec) -> None:
                   yi=_offset((d["i"], d["ys"]) for d in outer if not d["reduced"]))
 
 
+# dX of each Reduce*Gradient as a C expression of dy, x (X's element) and y (Y's element), in
+# X's dtype: the float32 arithmetic of Caffe2's reducers' Backward (and the references').
+_REDUCE_GRAD_EXPR = {
+    "ReduceSumGradient": "dy",
+    "ReduceMeanGradient": "dy * alpha",
+    "ReduceMaxGradient": "dy if x == y else 0",
+    "ReduceMinGradient": "dy if x == y else 0",
+    "ReduceL1Gradient": "-dy if x < -eps else (dy if x > eps else 0)",
+    "ReduceL2Gradient": "dy if y < eps else dy * x / y",
+}
+
+
+@kernel(*_REDUCE_GRAD_EXPR, template=TEMPLATE, macro="ReduceGradient")
+def reduce_gradient(k: KernelSpec) -> None:
+    """dX[i] = f(dY[j], X[i], Y[j]) with j the reduced index of i: X walked in memory order."""
+    x = k.ins[1]
+    typed = k.op.type in ("ReduceSumGradient", "ReduceMaxGradient", "ReduceMinGradient")
+    _require(k, "X", x, NUMERIC if typed else (F32,))
+    axes = _reduce_axes(k.op, x.ndim)
+    expr = _REDUCE_GRAD_EXPR[k.op.type]
+    dims = _collapse(x.shape, [i in axes for i in range(x.ndim)])
+    outer = dims[:-1]
+    ysize = math.prod(1 if i in axes else d for i, d in enumerate(x.shape))
+    uses = {name for name in ("x", "y", "eps", "alpha") if re.search(rf"\b{name}\b", expr)}
+    k.vars.update(expr=expr, axes=list(axes), dims=dims, uses=uses, eps=_c(REDUCE_EPS, F32),
+                  # Caffe2's float32 |Y| / |X| (X is not empty here: its kernel writes nothing)
+                  alpha=_c(np.float32(ysize) / np.float32(max(x.size, 1)), F32),
+                  xi=_offset((d["i"], d["xs"]) for d in outer),
+                  yi=_offset((d["i"], d["ys"]) for d in outer if not d["reduced"]))
+
+
 # ----------------------------------------------------------------------------- whole-tensor sums
 
 @kernel("SumElements", "SumSqrElements", "AveragedLoss", "SumElementsInt", template=TEMPLATE,
@@ -177,6 +211,15 @@ def sum_elements(k: KernelSpec) -> None:
                   integer=k.op.type == "SumElementsInt")
 
 
+@kernel("SumElementsGradient", "AveragedLossGradient", template=TEMPLATE,
+        macro="SumElementsGradient")
+def sum_elements_gradient(k: KernelSpec) -> None:
+    """Every element of dX is dY (times 1/N when averaging), computed in double."""
+    n = k.ins[0].size
+    average = k.op.type == "AveragedLossGradient" or k.args.average
+    k.vars.update(scale=repr(1.0 / n) if average and n else "1.0")
+
+
 # ----------------------------------------------------------------------------- distances, losses
 
 @kernel("SquaredL2Distance", template=TEMPLATE)
@@ -185,6 +228,13 @@ def squared_l2_distance(k: KernelSpec) -> None:
     _require(k, "X", k.ins[0], [F32])
     _require(k, "Y", k.ins[1], [F32])
     n = k.outs[0].shape[0]
+    k.vars.update(N=n, D=k.ins[0].size // n if n else 0)
+
+
+@kernel("SquaredL2DistanceGradient", template=TEMPLATE)
+def squared_l2_distance_gradient(k: KernelSpec) -> None:
+    """dX[i] = (X[i] - Y[i]) * dZ[i] (float32), dY = -dX."""
+    n = k.ins[2].shape[0]
     k.vars.update(N=n, D=k.ins[0].size // n if n else 0)
 
 
@@ -197,6 +247,13 @@ def label_cross_entropy(k: KernelSpec) -> None:
                   log_th=repr(LOG_THRESHOLD))
 
 
+@kernel("LabelCrossEntropyGradient", template=TEMPLATE)
+def label_cross_entropy_gradient(k: KernelSpec) -> None:
+    n, d = _batch_dims(k.op, k.ins[0].shape)
+    k.vars.update(N=n, D=d, bad_label=k.error(1, f"a label is outside the valid range [0, {d})"),
+                  log_th=_c(LOG_THRESHOLD, F32))
+
+
 @kernel("CrossEntropy", template=TEMPLATE)
 def cross_entropy(k: KernelSpec) -> None:
     _require(k, "X", k.ins[0], [F32])
@@ -205,6 +262,12 @@ def cross_entropy(k: KernelSpec) -> None:
     k.vars.update(N=n, D=d, log_th=repr(LOG_THRESHOLD), bad_label=k.error(
         1, "soft labels must be probabilities in [0, 1] (use LabelCrossEntropy for integer "
            "class labels)"))
+
+
+@kernel("CrossEntropyGradient", template=TEMPLATE)
+def cross_entropy_gradient(k: KernelSpec) -> None:
+    n, d = _batch_dims(k.op, k.ins[0].shape)
+    k.vars.update(N=n, D=d, log_th=_c(LOG_THRESHOLD, F32))
 
 
 @kernel("SoftmaxWithLoss", template=TEMPLATE)
@@ -219,12 +282,26 @@ def softmax_with_loss(k: KernelSpec) -> None:
     _, n, d = _swl_dims(k.op, k.ins[0].shape, k.ins[1].shape,
                         k.ins[2].shape if weighted else None)
     k.vars.update(N=n, D=d, lanes=_lanes(d), prob=prob, weighted=weighted,
-                  scale=repr(float(k.args.scale)), log_min=LOG_MIN)
+                  scale=repr(float(k.args.scale)), log_min=LOG_MIN,
+                  by_batch=bool(k.args.average_by_batch_size))
     if prob:
         k.vars.update(negative=k.error(1, "label probabilities must be nonnegative"),
                       not_one=k.error(2, "the label probabilities of a row do not sum to 1 "
                                          "(+/- 1e-5)"))
     else:
+        k.vars.update(bad_label=k.error(1, f"a label is outside the valid range [0, {d})"))
+
+
+@kernel("SoftmaxWithLossGradient", template=TEMPLATE)
+def softmax_with_loss_gradient(k: KernelSpec) -> None:
+    """dX = w_i (P - onehot or P - T), times scale / total * dloss when total > 0 (float32)."""
+    weighted = len(k.ins) == 5
+    _, n, d = _swl_dims(k.op, k.ins[0].shape, k.ins[1].shape,
+                        k.ins[2].shape if weighted else None)
+    k.vars.update(N=n, D=d, prob=bool(k.args.label_prob), weighted=weighted,
+                  P=k.ins[-2].name, dloss=k.ins[-1].name, scale=_c(k.args.scale, F32),
+                  by_batch=bool(k.args.average_by_batch_size))
+    if not k.vars["prob"]:
         k.vars.update(bad_label=k.error(1, f"a label is outside the valid range [0, {d})"))
 
 

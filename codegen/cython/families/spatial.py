@@ -14,6 +14,7 @@ Lowering:
   OW == W (SAME-style 2-d convs) a tap's in-image rows are one contiguous memcpy. Small
   images (P < NCHW_GEMM_COLUMNS) are batched: their columns side by side in one sgemm, so
   BLAS gets a GEMM wide enough to split over its threads; Y is then copied out of it.
+  Many small images (enough multiply-adds) are split between two threads, half each.
 * Conv, NHWC: the im2col rows are contiguous patches [(kernel tap, channel)], so one sgemm
   per group covers a whole chunk of images (Y rows are output pixels, ldc = M).
 * ConvTranspose: per image and group one sgemm gives the columns, then col2im accumulates
@@ -22,6 +23,18 @@ Lowering:
   counts only input positions unless count_include_pad). Output rows and columns whose
   window lies inside the input run a fixed-size window with no clipping (constant trip
   counts the compiler unrolls and vectorizes); only the border ones clip.
+* ConvGradient / ConvTransposeGradient: one template (`_conv_grad`), the latter seen as the
+  convolution of dY that its gradient is. Per chunk of images and group: im2col (the
+  forward's), then dW_g (+)= dY_g . cols^T as one sgemm over the whole chunk (NCHW: the
+  chunk's dY rows gathered side by side first), then dX: Conv computes the columns'
+  gradient W_g^T . dY_g with one sgemm and adds it back with col2im; ConvTranspose's dX is
+  W_g . cols. Big problems split the images between two threads (own scratch, the second
+  thread's dW added at the end). db sums dY in double.
+* MaxPoolGradient/AveragePoolGradient: direct loops over each output's window (clipped to
+  the input): max hands dY to every input equal to the window's max, compared as float
+  bits (no data-dependent branch, and none of the masked loads gcc 12 miscompiled: see
+  the template's `pool_share`); windows that tile the input write dX once instead of
+  zeroing and accumulating.
 """
 from __future__ import annotations
 
@@ -29,12 +42,18 @@ import numpy as np
 
 from c2compile.codegen.cython.families.linear import _split_rows
 from c2compile.codegen.cython.lowering import KernelSpec, Unsupported, kernel
-from c2compile.ops.spatial import _conv_transpose_check, _geometry, _window_args
+from c2compile.ops.spatial import (
+    _conv_check, _conv_transpose_as_conv, _conv_transpose_check, _geometry, _grad_outputs,
+    _window_args)
 
 # A column matrix (and NCHW's batched output) holds at most this many floats of scratch.
 COLS_LIMIT = 1 << 22
 # NCHW: images are batched into one sgemm until it has this many columns.
 NCHW_GEMM_COLUMNS = 256
+# Conv gradients: a chunk's column matrix holds at most this many floats (1 MiB: it is
+# written by im2col, read by the dW sgemm, overwritten by dX's and read by col2im, so it
+# should stay in cache).
+GRAD_COLS = 1 << 18
 
 
 def _float32_only(k: KernelSpec) -> None:
@@ -63,6 +82,16 @@ def _interior(n_out: int, stride: int, pad: int, k: int, dil: int, size: int) ->
     return a, max(a, b)
 
 
+def _direct(v: dict, g) -> bool:
+    """1x1, stride 1, no padding: the input already is the column matrix."""
+    return v["K"] == 1 and v["P"] == v["S"] and not any(g.pad_head) and not any(g.pad_tail)
+
+
+def _flat(v: dict) -> bool:
+    """Stride 1 and OW == W (2-d): each tap's in-image rows are one contiguous run."""
+    return v["nd"] == 2 and v["SH"] == 1 and v["SW"] == 1 and v["OW"] == v["W"]
+
+
 @kernel("Conv", "Conv1D", "Conv2D", "Conv3D", template="spatial.pyx.j2", macro="conv")
 def conv(k: KernelSpec) -> None:
     _float32_only(k)
@@ -73,15 +102,14 @@ def conv(k: KernelSpec) -> None:
     C = x[-1] if wa.channels_last else x[1]
     v = _axes3(g)
     v.update(N=N, C=C, M=M, G=G, Cg=C // G, Mg=M // G, bias=len(k.ins) == 3,
-             nhwc=wa.channels_last)
+             nhwc=wa.channels_last, grad=False)
     v["CK"] = v["Cg"] * v["K"]
-    # 1x1, stride 1, no padding: the input already is the column matrix
-    v["direct"] = v["K"] == 1 and v["P"] == v["S"] and not any(g.pad_head) and \
-        not any(g.pad_tail)
+    v["direct"] = _direct(v, g)
     if wa.channels_last:
         # images per sgemm: the column matrix of a chunk must fit the scratch limit
         per_image = v["P"] * v["CK"]
         v["NB"] = N if v["direct"] else max(1, min(N, COLS_LIMIT // max(per_image, 1)))
+        v["split"] = 0
         if not v["direct"]:
             k.scratch_buf(v["NB"] * per_image)
     else:
@@ -89,20 +117,25 @@ def conv(k: KernelSpec) -> None:
         # peak), within the scratch limit; then Y is copied out of Z image by image
         nb = min(N, -(-NCHW_GEMM_COLUMNS // v["P"]),
                  COLS_LIMIT // max(v["P"] * max(v["CK"], v["Mg"]), 1))
+        # many small images: two threads take half the images each (own scratch), as
+        # the gradients do
+        split = _split_rows(N, v["P"] * M, v["CK"]) if nb > 1 else 0
+        if split:
+            nb = min(nb, N - split)
         v["NB"] = max(nb, 1)
         v["LD"] = v["NB"] * v["P"]
-        # stride 1 and OW == W (2-d): each tap's in-image rows are one contiguous run
-        v["flat"] = v["nd"] == 2 and v["SH"] == 1 and v["SW"] == 1 and v["OW"] == v["W"]
+        v["flat"] = _flat(v)
         if v["NB"] > 1:
             v["direct"] = False  # the images' columns are gathered side by side
-            k.scratch_buf(v["CK"] * v["LD"])
-            k.scratch_buf(v["Mg"] * v["LD"])
-        elif not v["direct"]:
-            k.scratch_buf(v["CK"] * v["P"])
-    # One image per sgemm (NCHW): a big one splits its output pixels between two threads,
-    # as linear.py's FC splits rows (same threshold, same single-threaded OpenBLAS).
-    v["split"] = (_split_rows(v["P"], v["Mg"], v["CK"])
-                  if not wa.channels_last and v["NB"] == 1 else 0)
+            v["split"] = split
+            k.scratch_buf((1 + bool(split)) * v["CK"] * v["LD"])
+            k.scratch_buf((1 + bool(split)) * v["Mg"] * v["LD"])
+        else:
+            # One image per sgemm: a big one splits its output pixels between two threads,
+            # as linear.py's FC splits rows (same threshold, same single-threaded OpenBLAS).
+            v["split"] = _split_rows(v["P"], v["Mg"], v["CK"])
+            if not v["direct"]:
+                k.scratch_buf(v["CK"] * v["P"])
     k.vars.update(v)
 
 
@@ -126,7 +159,62 @@ def conv_transpose(k: KernelSpec) -> None:
     k.vars.update(v)
 
 
-def _pool(k: KernelSpec, avg: bool) -> None:
+def _conv_grad(k: KernelSpec, g, C: int, M: int, transpose: bool) -> None:
+    """Both conv gradients as one convolution with geometry `g` over an image tensor `img`
+    (C channels) whose output gradient `dyt` has M channels and filter W (i1):
+    dW_g = sum over images of dyt_g . cols(img_g)^T. ConvGradient: img = X, dyt = dY,
+    dX = col2im(W_g^T . dY_g). ConvTransposeGradient: img = dY, dyt = X, dX = W_g . cols
+    (`_conv_transpose_as_conv`). db sums i2 (dY) over images and positions."""
+    _float32_only(k)
+    wa = _window_args(k.op, transpose=transpose)
+    bias, dx = _grad_outputs(k.op)
+    G, N = wa.group, k.ins[0].shape[0]
+    v = _axes3(g)
+    v.update(N=N, C=C, M=M, G=G, Cg=C // G, Mg=M // G, nhwc=wa.channels_last, grad=True,
+             transpose=transpose, bias=bias, dx=dx, dxo=f"o{1 + bias}",
+             img="i2" if transpose else "i0", dyt="i0" if transpose else "i2",
+             db_c=C if transpose else M, db_p=v["S"] if transpose else v["P"],
+             name="ConvTransposeGradient" if transpose else "ConvGradient")
+    v["CK"] = v["Cg"] * v["K"]
+    v["direct"] = wa.channels_last and _direct(v, g)
+    v["flat"] = _flat(v)
+    # Two threads take half the images each (own scratch, own dW partial summed at the
+    # end) when the GEMMs are big enough, as FC splits its rows.
+    v["split"] = _split_rows(N, v["P"] * M, v["CK"] * (2 if dx else 1))
+    per_thread = max(v["split"], N - v["split"]) if v["split"] else N
+    threads = 2 if v["split"] else 1
+    rows = v["CK"] if wa.channels_last else max(v["CK"], v["Mg"])
+    v["NB"] = max(1, min(per_thread, GRAD_COLS // max(v["P"] * rows, 1)))
+    v["LD"] = v["NB"] * v["P"]
+    if not v["direct"]:
+        v["cols"] = k.scratch_buf(threads * v["CK"] * v["LD"]).name
+    if not wa.channels_last:  # dyt's rows of a chunk side by side (also ConvT's dX_g)
+        v["dyb"] = k.scratch_buf(threads * v["Mg"] * v["LD"]).name
+    if v["split"]:
+        v["dw1"] = k.scratch_buf(k.outs[0].size).name  # the second thread's dW
+    if bias:
+        v["dbacc"] = k.scratch_buf(v["db_c"] if wa.channels_last else 8, np.float64).name
+    k.vars.update(v)
+
+
+@kernel("ConvGradient", "Conv1DGradient", "Conv2DGradient", "Conv3DGradient",
+        template="spatial.pyx.j2", macro="conv_grad")
+def conv_gradient(k: KernelSpec) -> None:
+    wa = _window_args(k.op)
+    x, w = k.ins[0].shape, k.ins[1].shape
+    g, M = _conv_check(k.op, wa, x, w, None)
+    _conv_grad(k, g, x[-1] if wa.channels_last else x[1], M, transpose=False)
+
+
+@kernel("ConvTransposeGradient", template="spatial.pyx.j2", macro="conv_grad")
+def conv_transpose_gradient(k: KernelSpec) -> None:
+    wa = _window_args(k.op, transpose=True)
+    x = k.ins[0].shape
+    g, C = _conv_transpose_as_conv(k.op, wa, x, k.ins[1].shape)
+    _conv_grad(k, g, C, x[-1] if wa.channels_last else x[1], transpose=True)
+
+
+def _pool_vars(k: KernelSpec, avg: bool) -> None:
     _float32_only(k)
     wa = _window_args(k.op, pool=True)
     x = k.ins[0].shape
@@ -139,19 +227,32 @@ def _pool(k: KernelSpec, avg: bool) -> None:
     v["A"], v["B"] = _interior(v["OW"], v["SW"], v["PW"], v["KW"], 1, v["W"])
     # interior output rows (all the window's rows inside the input): a constant row loop
     v["HA"], v["HB"] = _interior(v["OH"], v["SH"], v["PH"], v["KH"], 1, v["H"])
-    if avg and wa.global_pooling and wa.channels_last:
-        k.scratch_buf(v["C"], np.float64)  # per-channel sums of one image
     k.vars.update(v)
 
 
 @kernel("MaxPool", "MaxPool1D", "MaxPool2D", "MaxPool3D", template="spatial.pyx.j2",
         macro="pool")
 def max_pool(k: KernelSpec) -> None:
-    _pool(k, avg=False)
+    _pool_vars(k, avg=False)
 
 
 @kernel("AveragePool", "AveragePool1D", "AveragePool2D", "AveragePool3D",
         template="spatial.pyx.j2", macro="pool")
 def average_pool(k: KernelSpec) -> None:
-    _pool(k, avg=True)
+    _pool_vars(k, avg=True)
+    if k.vars["global_"] and k.vars["nhwc"]:
+        k.scratch_buf(k.vars["C"], np.float64)  # per-channel sums of one image
 
+
+@kernel("MaxPoolGradient", "MaxPool1DGradient", "MaxPool2DGradient", "MaxPool3DGradient",
+        "AveragePoolGradient", "AveragePool1DGradient", "AveragePool2DGradient",
+        "AveragePool3DGradient", template="spatial.pyx.j2", macro="pool_grad")
+def pool_gradient(k: KernelSpec) -> None:
+    avg = k.op.type.startswith("Average")
+    _pool_vars(k, avg=avg)
+    v = k.vars
+    if avg and not v["nhwc"] and not v["global_"]:
+        v["share"] = k.scratch_buf(v["P"]).name  # one plane's dY x factor
+    # the windows tile the input exactly: every input position is in exactly one window
+    v["tiled"] = all(v["S" + a] == v["K" + a] and v["P" + a] == 0 and
+                     v["O" + a] * v["S" + a] == v[a] for a in "DHW")

@@ -1,4 +1,10 @@
-"""Training kernels (template: training.pyx.j2): Iter, Dropout and LearningRate.
+"""Training kernels (template: training.pyx.j2): Iter, Dropout, LearningRate, the gradient
+ops DropoutGrad and WeightedSumGradient, and the optimizer updates MomentumSGD(Update),
+Adam and Adagrad.
+
+The optimizer updates are one flat loop in Caffe2's float32 order. Each iteration reads
+every input element it needs before writing the outputs at that index, so they run in place
+(after the first run an in-place output's buffer is also the input the workspace hands back).
 
 LearningRate compiles the policies whose multiplier is one closed form of the iteration
 (fixed, step, exp, inv, poly), with the arguments parsed by the reference's `_Policy` and
@@ -20,8 +26,10 @@ def _iter_supported(op) -> bool:
 
 
 @kernel("Iter", template="training.pyx.j2", macro="iter", supports=_iter_supported)
+@kernel("AtomicIter", template="training.pyx.j2", macro="iter", host_inputs=(0,))
 def iter_(k: KernelSpec) -> None:
-    """counter + 1, in place on an int64 tensor of one element."""
+    """counter + 1, in place on an int64 tensor of one element. AtomicIter's mutex (input 0)
+    is no kernel input: the segment holds it while the program runs."""
     k.vars["negative"] = k.error(1, "previous iteration number is negative")
     k.vars["overflow"] = k.error(2, "the iteration counter would overflow int64")
 
@@ -66,3 +74,48 @@ def learning_rate(k: KernelSpec) -> None:
         max_iter = float(p("max_iter", -1) % (1 << 64))
         mult = f"pow(1.0 - <double>it / {max_iter!r}, {p('power', 0.0)!r})"
     k.vars.update(mult=mult, base_lr=literal(as_float32(k.args.base_lr), np.float32))
+
+
+# ----------------------------------------------------------------------------- gradient ops
+
+@kernel("DropoutGrad", template="training.pyx.j2", macro="dropout_grad")
+def dropout_grad(k: KernelSpec) -> None:
+    """is_test: dX = dY; training: dX = dY * mask * (1 / (1 - ratio))."""
+    k.vars.update(is_test=bool(k.args.is_test),
+                  scale=literal(ref._dropout_scale(k.op), np.float32))
+
+
+@kernel("WeightedSumGradient", template="training.pyx.j2", macro="weighted_sum_gradient")
+def weighted_sum_gradient(k: KernelSpec) -> None:
+    """dX_j = w_j * dY; with grad_on_w, dw_j = <dY, X_j> accumulated in double."""
+    k.vars.update(pairs=(len(k.ins) - 1) // 2, grad_on_w=bool(k.args.grad_on_w))
+
+
+# ----------------------------------------------------------------------------- optimizers
+
+def _f32(value) -> str:
+    return literal(as_float32(value), np.float32)
+
+
+@kernel("MomentumSGD", "MomentumSGDUpdate", template="training.pyx.j2", macro="momentum_sgd")
+def momentum_sgd(k: KernelSpec) -> None:
+    """adjusted = lr * g + momentum * m (or Nesterov's), and param -= adjusted for Update."""
+    k.vars.update(momentum=_f32(k.args.momentum), nesterov=bool(k.args.nesterov),
+                  with_param=k.op.type == "MomentumSGDUpdate")
+
+
+@kernel("Adam", template="training.pyx.j2", macro="adam")
+def adam(k: KernelSpec) -> None:
+    """Moments, then param + lr * correction * m1 / (sqrt(m2) + eps); correction from the
+    iteration at run time, in double as Caffe2 computes it."""
+    k.vars.update(beta1=_f32(k.args.beta1), beta2=_f32(k.args.beta2),
+                  eps=_f32(k.args.epsilon), grad_out=len(k.outs) == 4)
+
+
+@kernel("Adagrad", template="training.pyx.j2", macro="adagrad")
+def adagrad(k: KernelSpec) -> None:
+    """moment' = decay * moment + g^2, g = fma(weight_decay, param, grad); param + lr * g /
+    (sqrt(moment') + eps), or through effective_lr when that output is asked for."""
+    k.vars.update(eps=_f32(k.args.epsilon), decay=_f32(k.args.decay),
+                  weight_decay=_f32(k.args.weight_decay) if k.args.weight_decay else None,
+                  outputs=len(k.outs))
