@@ -16,8 +16,10 @@ How: `install()` puts a finder first on `sys.meta_path` that answers every `caff
 
 * `caffe2.python.X` is c2compile's module `c2compile.X` itself (the same object, so state is
   shared) for core, utils, scope, hypothesis_test_util, gradient_checker, device_checker,
-  test_util, and for brew, model_helper, optimizer, predictor, visualize, net_drawer when
-  c2compile has them; `caffe2.proto.caffe2_pb2` is `c2compile.proto.caffe2_pb2`.
+  test_util, brew, model_helper, optimizer, optimizer_context, and for predictor, visualize,
+  net_drawer when c2compile has them; so are the packages `caffe2.python.helpers` and
+  `caffe2.python.modeling` and every module under them (`modeling.initializers`,
+  `modeling.parameter_info`, ...); `caffe2.proto.caffe2_pb2` is `c2compile.proto.caffe2_pb2`.
 * `caffe2.python.workspace` is a thin view of `c2compile.workspace` that adds what Caffe2's
   workspace module had from its C extension: `C`, `Workspace` (a standalone workspace),
   `has_gpu_support`, `has_cuda_support`, `has_hip_support`, `GpuDeviceType`, `NumGpuDevices`,
@@ -27,9 +29,7 @@ How: `install()` puts a finder first on `sys.meta_path` that answers every `caff
 * small stand-ins: `_import_c_extension` (= `workspace.C`), `serialized_test.serialized_test_util`
   (`SerializedTestCase`, `given` = hypothesis.given: no serialized data is compared),
   `mkl_test_util` (no MKL-DNN device), `hip_test_util` (`run_in_hip`), `build`, `net_builder`
-  and, until c2compile has them, `net_drawer` (whose functions raise: it lands with issue 5),
-  `brew` and `model_helper` (importable, so that a test file that imports them at the top
-  still runs its other tests; using them raises C2Error).
+  and, until c2compile has it, `net_drawer` (whose functions raise: it lands with issue 5).
 * any other `caffe2.*` name raises ModuleNotFoundError saying what compat provides.
 
 A real Caffe2 install is shadowed only if it was not imported yet: when `caffe2` is already
@@ -54,7 +54,6 @@ import warnings
 from c2compile.errors import C2Error
 
 ISSUE_NET_DRAWER = "issue 5"
-ISSUE_MODEL_HELPER = "a later issue"
 
 # caffe2 module -> the c2compile module it is.
 _ALIASES = {
@@ -65,11 +64,21 @@ _ALIASES = {
     "caffe2.python.gradient_checker": "c2compile.gradient_checker",
     "caffe2.python.device_checker": "c2compile.device_checker",
     "caffe2.python.test_util": "c2compile.test_util",
+    "caffe2.python.brew": "c2compile.brew",
+    "caffe2.python.model_helper": "c2compile.model_helper",
+    "caffe2.python.optimizer": "c2compile.optimizer",
+    "caffe2.python.optimizer_context": "c2compile.optimizer_context",
     "caffe2.proto.caffe2_pb2": "c2compile.proto.caffe2_pb2",
+}
+# Packages served with every module under them: caffe2.python.helpers.fc is
+# c2compile.helpers.fc, and so on.
+_PACKAGE_ALIASES = {
+    "caffe2.python.helpers": "c2compile.helpers",
+    "caffe2.python.modeling": "c2compile.modeling",
 }
 # Served when c2compile has them (they land with later issues).
 _OPTIONAL_ALIASES = {f"caffe2.python.{m}": f"c2compile.{m}" for m in (
-    "brew", "model_helper", "optimizer", "predictor", "visualize", "net_drawer")}
+    "predictor", "visualize", "net_drawer")}
 
 _PACKAGES = ("caffe2", "caffe2.python", "caffe2.proto", "caffe2.python.serialized_test")
 
@@ -336,43 +345,6 @@ def _build_net_drawer(name: str) -> types.ModuleType:
     return mod
 
 
-def _placeholder_error(module: str, what: str) -> C2Error:
-    return C2Error(f"caffe2.python.{module}.{what}: c2compile has no {module} module yet (it "
-                   f"lands with {ISSUE_MODEL_HELPER}); build nets with core.Net")
-
-
-class _ModelHelperUnavailable:
-    def __init__(self, *args, **kwargs):
-        raise _placeholder_error("model_helper", "ModelHelper")
-
-
-def _build_model_helper(name: str) -> types.ModuleType:
-    mod = _module(name, f"Placeholder: model_helper lands with {ISSUE_MODEL_HELPER}; "
-                        "ModelHelper raises C2Error.")
-    mod.ModelHelper = _ModelHelperUnavailable
-    return mod
-
-
-class _BrewView(types.ModuleType):
-    """Every `brew.<helper>` is a function that raises C2Error."""
-
-    def __getattr__(self, name):
-        if name.startswith("__"):
-            raise AttributeError(name)
-
-        def unavailable(*args, **kwargs):
-            raise _placeholder_error("brew", name)
-        unavailable.__name__ = name
-        return unavailable
-
-
-def _build_brew(name: str) -> types.ModuleType:
-    mod = _BrewView(name, f"Placeholder: brew lands with {ISSUE_MODEL_HELPER}; every helper "
-                          "raises C2Error.")
-    mod.__c2compile_compat__ = True
-    return mod
-
-
 def _build_build(name: str) -> types.ModuleType:
     mod = _module(name, "Caffe2's build module: how this 'Caffe2' was built.")
     mod.build_options = {"BUILD_SHARED_LIBS": "ON", "USE_CUDA": "OFF", "USE_MKLDNN": "OFF",
@@ -402,10 +374,8 @@ _BUILDERS = {
     "caffe2.python.build": _build_build,
     "caffe2.python.net_builder": _build_net_builder,
     "caffe2.python.hip_test_util": _build_hip_test_util,
-    # placeholders, unless c2compile has the module (then _OPTIONAL_ALIASES serves it)
+    # placeholder, unless c2compile has the module (then _OPTIONAL_ALIASES serves it)
     "caffe2.python.net_drawer": _build_net_drawer,
-    "caffe2.python.brew": _build_brew,
-    "caffe2.python.model_helper": _build_model_helper,
 }
 
 
@@ -422,6 +392,10 @@ def _target(fullname: str) -> str | None:
     """The c2compile module `fullname` aliases, if any."""
     if fullname in _ALIASES:
         return _ALIASES[fullname]
+    for package, real in _PACKAGE_ALIASES.items():
+        if fullname == package or fullname.startswith(package + "."):
+            real = real + fullname[len(package):]
+            return real if _has_module(real) else None
     real = _OPTIONAL_ALIASES.get(fullname)
     if real is not None and _has_module(real):
         return real
@@ -430,7 +404,7 @@ def _target(fullname: str) -> str | None:
 
 def provided() -> list[str]:
     """Every `caffe2*` module name compat can serve now."""
-    names = set(_PACKAGES) | set(_ALIASES) | set(_BUILDERS)
+    names = set(_PACKAGES) | set(_ALIASES) | set(_BUILDERS) | set(_PACKAGE_ALIASES)
     names |= {n for n, real in _OPTIONAL_ALIASES.items() if _has_module(real)}
     return sorted(names)
 
