@@ -405,3 +405,82 @@ def tiny_onnx() -> bytes:
 
 
 BUILDERS = {"lenet": lenet, "squeezenet": squeezenet, "mlp": mlp}
+
+
+# ----------------------------------------------------------------------------- training
+
+LENET_PARAMS = ["conv1_w", "conv1_b", "conv2_w", "conv2_b", "fc3_w", "fc3_b", "pred_w",
+                "pred_b"]
+
+
+@dataclasses.dataclass
+class TrainModel:
+    """The MNIST tutorial's training model: init net, train net, one batch."""
+    init: object  # caffe2_pb2.NetDef (param_init_net)
+    train: object  # caffe2_pb2.NetDef (forward + gradients + SGD update)
+    data: np.ndarray  # float32 N x 1 x 28 x 28
+    label: np.ndarray  # int32 N
+    base_lr: float = 0.1
+    gamma: float = 0.999  # step policy, stepsize 1
+
+    def lr(self, step: int) -> float:
+        """The learning rate of the `step`-th run (1-based: Iter runs before LearningRate)."""
+        return self.base_lr * self.gamma ** step
+
+
+def lenet_train(batch: int = 64, seed: int = 1) -> TrainModel:
+    """LeNet with the tutorial's training operators, built with brew/model_helper/optimizer:
+    StopGradient on the data, LabelCrossEntropy + AveragedLoss, Accuracy, gradients,
+    build_sgd(base_learning_rate=0.1, policy="step", stepsize=1, gamma=0.999)."""
+    from c2compile import brew, model_helper, optimizer
+    model = model_helper.ModelHelper(name="lenet_train", arg_scope={"order": "NCHW"})
+    data = model.StopGradient("data", "data")
+    conv1 = brew.conv(model, data, "conv1", dim_in=1, dim_out=20, kernel=5)
+    pool1 = brew.max_pool(model, conv1, "pool1", kernel=2, stride=2)
+    conv2 = brew.conv(model, pool1, "conv2", dim_in=20, dim_out=50, kernel=5)
+    pool2 = brew.max_pool(model, conv2, "pool2", kernel=2, stride=2)
+    fc3 = brew.fc(model, pool2, "fc3", dim_in=50 * 4 * 4, dim_out=500)
+    relu = brew.relu(model, fc3, fc3)
+    pred = brew.fc(model, relu, "pred", 500, 10)
+    softmax = brew.softmax(model, pred, "softmax")
+    xent = model.LabelCrossEntropy([softmax, "label"], "xent")
+    loss = model.AveragedLoss(xent, "loss")
+    brew.accuracy(model, [softmax, "label"], "accuracy")
+    model.AddGradientOperators([loss])
+    optimizer.build_sgd(model, base_learning_rate=0.1, policy="step", stepsize=1, gamma=0.999)
+    init = _named(model.param_init_net, "lenet_train_init")
+    init.device_option.random_seed = seed  # every fill of the init net is seeded
+    rng = np.random.default_rng(seed)
+    return TrainModel(init, _named(model.net, "lenet_train"),
+                      rng.random((batch, 1, 28, 28), dtype=np.float32),
+                      rng.integers(0, 10, batch).astype(np.int32))
+
+
+class TorchLeNetStep:
+    """One SGD step of the same LeNet in PyTorch eager, on copies of the given params."""
+
+    def __init__(self, params: dict[str, np.ndarray], model: TrainModel):
+        self.p = {n: torch.tensor(params[n], requires_grad=True) for n in LENET_PARAMS}
+        self.model = model
+        self.step_count = 0
+
+    def loss(self, x, label):
+        p = self.p
+        y = F.max_pool2d(F.conv2d(x, p["conv1_w"], p["conv1_b"]), 2, 2)
+        y = F.max_pool2d(F.conv2d(y, p["conv2_w"], p["conv2_b"]), 2, 2)
+        y = F.relu(F.linear(y.flatten(1), p["fc3_w"], p["fc3_b"]))
+        softmax = F.softmax(F.linear(y, p["pred_w"], p["pred_b"]), dim=1)
+        # LabelCrossEntropy: -log(max(p, 1e-20)) of the label's probability, averaged
+        picked = softmax.gather(1, label.long()[:, None])[:, 0]
+        return -torch.log(picked.clamp_min(1e-20)).mean()
+
+    def __call__(self, x, label):
+        self.step_count += 1
+        loss = self.loss(x, label)
+        loss.backward()
+        lr = self.model.lr(self.step_count)
+        with torch.no_grad():
+            for t in self.p.values():
+                t -= lr * t.grad
+                t.grad = None
+        return loss

@@ -62,6 +62,10 @@ class GradientError(OpError):
     """No gradient can be built through this op (no rule, or a gradient it needs is missing)."""
 
 
+class NonFiniteError(OpError):
+    """An op's output went NaN or infinite (reported by RunNet(..., check_finite=True))."""
+
+
 class UserFunctionError(Exception):
     """Carries an exception raised by user code (a Python op's function) out of a reference.
 

@@ -167,9 +167,12 @@ def _copy(netdef):
     return copy
 
 
-def RunNet(name, num_iter: int = 1, allow_fail: bool = False) -> bool:
+def RunNet(name, num_iter: int = 1, allow_fail: bool = False, check_finite: bool = False) -> bool:
+    """Run a created net `num_iter` times. With `check_finite` a run whose float outputs go
+    NaN/inf raises NonFiniteError naming the first op that produced one (and leaves the
+    workspace as it was before that run)."""
     try:
-        _ws().run_net(_name(name), num_iter)
+        _ws().run_net(_name(name), num_iter, check_finite)
     except Exception:
         if allow_fail:
             return False
@@ -208,7 +211,9 @@ class Predictor:
         self._ws = Workspace("predictor")
         init = _bytes_to_net(init_net, "init_net")
         predict = _bytes_to_net(predict_net, "predict_net")
-        self._ws.run_ops(bind_ops(init.op, init.name or "init_net"))
+        # the init net's own device option (e.g. a random_seed) applies, as in CreateNet
+        dev = init.device_option if init.HasField("device_option") else None
+        self._ws.run_ops(bind_ops(init.op, init.name or "init_net", dev))
         self._params = set(self._ws.blobs)
         self.input_names = [b for b in predict.external_input if b not in self._params]
         self.output_names = list(predict.external_output)

@@ -9,7 +9,9 @@ from __future__ import annotations
 import os
 from typing import Any, Iterable
 
-from c2compile.errors import BlobError, NetError, ProtoError
+import numpy as np
+
+from c2compile.errors import BlobError, NetError, NonFiniteError, ProtoError
 from c2compile.ops.schema import BoundOp, bind
 from c2compile.runtime import reference
 from c2compile.runtime.blobs import BlobStore, RunView
@@ -51,6 +53,12 @@ def bind_ops(ops: Iterable, net_name: str | None = None, device_option=None) -> 
             proto = p
         bound.append(bind(proto, i, net_name))
     return bound
+
+
+def _count_non_finite(value) -> int:
+    if not isinstance(value, np.ndarray) or value.dtype.kind not in "fc":
+        return 0
+    return int(value.size - np.count_nonzero(np.isfinite(value)))
 
 
 def bind_net(netdef) -> list[BoundOp]:
@@ -124,11 +132,49 @@ class Workspace(BlobStore):
                                    blob=blob)
             available.update(op.outputs)
 
-    def run_net(self, name: str, num_iter: int = 1) -> None:
+    def run_net(self, name: str, num_iter: int = 1, check_finite: bool = False) -> None:
         try:
             net = self.nets[name]
         except KeyError:
             raise NetError(f"net '{name}' does not exist in workspace '{self.name}' "
                            "(call CreateNet first)") from None
         for _ in range(num_iter):
-            net.run(self)
+            if check_finite:
+                self._run_checked(net)
+            else:
+                net.run(self)
+
+    def _run_checked(self, net: CreatedNet) -> None:
+        """Run `net` once; if a float blob it writes went NaN/inf, put the blobs back as they
+        were and replay the run op by op on the reference executor to name the first op
+        whose output went non-finite (NonFiniteError). Costs a copy of every written blob,
+        so it is a debugging mode, off by default."""
+        written = list(dict.fromkeys(o for op in net.ops for o in op.outputs))
+        before = {n: np.array(self.blobs[n], copy=True) for n in written
+                  if isinstance(self.blobs.get(n), np.ndarray)}
+        was_bad = {n for n, v in self.blobs.items() if _count_non_finite(v)}
+        net.run(self)
+        bad = [n for n in written if _count_non_finite(self.blobs.get(n))]
+        if not bad:
+            return
+        for n in written:
+            if n in before:
+                self.blobs[n] = before[n]
+            else:
+                self.blobs.pop(n, None)
+        view = RunView(self)
+        for op in net.ops:
+            reference.run_ops([op], view)
+            for o in op.outputs:
+                count = _count_non_finite(view.blobs[o])
+                if count:
+                    stale = [i for i in op.inputs if i in was_bad]
+                    why = (f"; input(s) {stale} already held NaN/inf before the run" if stale
+                           else "; all its inputs were finite")
+                    raise op.error(NonFiniteError, f"output '{o}' went non-finite ({count} of "
+                                   f"{np.size(view.blobs[o])} values are NaN/inf){why}. The "
+                                   "workspace is left as it was before this run", blob=o)
+        raise NonFiniteError(f"blob(s) {bad} of net '{net.name}' went non-finite, but a replay "
+                             "on the reference executor stayed finite (a difference between "
+                             "the compiled kernels and the reference, or random draws); the "
+                             "workspace is left as it was before this run")

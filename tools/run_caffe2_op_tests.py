@@ -19,12 +19,12 @@ so a file that times out still reports the tests it finished.
 
 Failures (and errors) are classified:
 
-  (a) grad     gradient not implemented (expected until gradients land): the test raised
-               `gradient_checker.GradientNotImplementedError`, ran an op `...Gradient` that
-               c2compile does not define, or called `Net.AddGradientOperators`;
+  (a) grad     no gradient: the op has no gradient rule (c2compile's GradientError), the
+               test ran an op `...Gradient` that c2compile does not define, or (with
+               `--defer-gradients`) its deferred gradient checks were not run;
   (b) unk-op   unknown op type (expected): the test runs an op c2compile does not define;
-      later    a c2compile module that lands with a later issue (compat's placeholders for
-               `brew`, `model_helper`, `net_drawer` raise "... lands with ...");
+      later    a c2compile module that lands with a later issue (compat's placeholders, e.g.
+               `net_drawer`, raise "... lands with ...");
       env      the test's own Python 3.6-era code fails on Python 3.11 / numpy 2 (e.g.
                `int()` of a 1-element array, indexing with a list of slices), raised in the
                test file's code, not c2compile's;
@@ -38,11 +38,10 @@ restored in the test process (`np.str`/`np.float`/... as the builtins, `inspect.
 `np.sum` of a generator as the builtin `sum`), as numpy 1.x and Python 3.6 had them. Failures
 no shim can cure stay "env"; `--python` can point at an interpreter with numpy 1.x instead.
 
-By default `assertGradientChecks` (and the gradient part of `assertReferenceChecks`) is
-*deferred*: the call is recorded and the test goes on, so its forward checks run for every
-example; if the test otherwise passed it then fails with `GradientNotImplementedError`,
-class (a), as it would have anyway. `--strict-gradients` runs the checks as Caffe2 does (the
-first call raises), which hides later forward discrepancies.
+Gradient checks run as in Caffe2. With `--defer-gradients`, `assertGradientChecks` (and the
+gradient part of `assertReferenceChecks`) is only recorded and the test goes on, so its
+forward checks run for every example; a test that otherwise passed then fails as class (a):
+a way to see forward discrepancies that a failing gradient check would hide.
 
 `--reference-only` unregisters every device-check backend but the numpy reference executor,
 so that the run checks c2compile's op definitions alone (not the generated kernels).
@@ -142,8 +141,11 @@ CONFTEST = textwrap.dedent('''\
     hypothesis.settings.load_profile("c2compile_op_tests")
 
     # Imported after the profile is loaded, so that it keeps this one (see register_profiles).
-    from c2compile import gradient_checker
     from c2compile import hypothesis_test_util as hu
+    from c2compile.errors import GradientError
+
+    class DeferredGradientChecks(Exception):
+        """--defer-gradients: the test's gradient checks were recorded, not run."""
 
     if os.environ["C2OPT_REFERENCE_ONLY"] == "1":
         from c2compile import device_checker
@@ -256,7 +258,7 @@ CONFTEST = textwrap.dedent('''\
 
 
     def _own_kind(exc):
-        if isinstance(exc, gradient_checker.GradientNotImplementedError):
+        if isinstance(exc, (GradientError, DeferredGradientChecks)):
             return "grad", ""
         text = str(exc)
         for pattern in _UNKNOWN:
@@ -304,7 +306,7 @@ CONFTEST = textwrap.dedent('''\
         outcome = yield
         if _DEFER and _GRAD_CALLS and outcome.excinfo is None:
             calls = sorted(set(_GRAD_CALLS))
-            outcome.force_exception(gradient_checker.GradientNotImplementedError(
+            outcome.force_exception(DeferredGradientChecks(
                 f"deferred gradient checks ({len(_GRAD_CALLS)} calls: {', '.join(calls)}); "
                 "the forward checks of every example passed"))
 
@@ -447,7 +449,7 @@ def run_file(src: pathlib.Path, args) -> FileResult:
         env.update(C2OPT_RECORDS=str(records), C2OPT_MAX_EXAMPLES=str(args.max_examples),
                    C2OPT_SHRINK="1" if args.shrink else "0",
                    C2OPT_DERANDOMIZE="0" if (args.random or args.seed is not None) else "1",
-                   C2OPT_DEFER_GRADIENTS="0" if args.strict_gradients else "1",
+                   C2OPT_DEFER_GRADIENTS="1" if args.defer_gradients else "0",
                    C2OPT_SHIMS="0" if args.no_shims else "1", C2OPT_REPO=str(REPO),
                    C2OPT_REFERENCE_ONLY="1" if args.reference_only else "0")
         cmd = [args.python, "-m", "pytest", "-q", "-rN", "--rootdir", str(tmp), "-c",
@@ -501,8 +503,8 @@ def table(results: list[FileResult]) -> str:
     lines.append("-" * len(head))
     lines.append(f"{'total':<{width}}" + "".join(f"{total[c]:>8}" for c in COLUMNS)
                  + f"{sum(r.seconds for r in results):>8.0f}")
-    lines.append("grad / unk-op / later / env / other split failed + errors: (a) gradient not "
-                 "implemented, (b) op not defined, module landing later, test code needs "
+    lines.append("grad / unk-op / later / env / other split failed + errors: (a) no gradient "
+                 "rule, (b) op not defined, module landing later, test code needs "
                  "Python 3.6/numpy 1.x, (c) real discrepancy")
     return "\n".join(lines)
 
@@ -555,9 +557,9 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=None, help="draw examples from this seed")
     parser.add_argument("--random", action="store_true", help="fresh random examples each run")
     parser.add_argument("--shrink", action="store_true", help="let hypothesis shrink failures")
-    parser.add_argument("--strict-gradients", action="store_true",
-                        help="gradient checks raise where called (as in Caffe2) instead of "
-                             "being deferred to the end of the test")
+    parser.add_argument("--defer-gradients", action="store_true",
+                        help="record gradient checks instead of running them, so that every "
+                             "forward check runs (the test then fails as class grad)")
     parser.add_argument("--reference-only", action="store_true",
                         help="device checks run the numpy reference executor only (the other "
                              "backends are unregistered): checks the op definitions alone")

@@ -153,3 +153,47 @@ def test_python_op_sees_this_runs_writes_and_errors_pass_through():
         workspace.RunNetOnce(net)
     assert any("op #1 (Python" in n for n in e.value.__notes__)
     assert not workspace.HasBlob("c")  # the failed run committed nothing
+
+
+@pytest.mark.parametrize("backend", ["cpu", "reference"])
+def test_check_finite_names_the_first_op_that_went_non_finite(backend):
+    from c2compile import config
+    from c2compile.errors import NonFiniteError
+    net = core.Net("nan")
+    net.Relu("x", "r")
+    net.Log("r", "l")       # log(0) = -inf: the first non-finite output
+    net.Scale("l", "s", scale=0.0)  # -inf * 0 = NaN downstream
+    net.Relu("w", "w")      # in place: must be put back
+    workspace.FeedBlob("x", np.array([1.0, -1.0], np.float32))
+    workspace.FeedBlob("w", np.array([-2.0], np.float32))
+    with config.patch(backend=backend):
+        workspace.CreateNet(net)
+    workspace.RunNet(net.Name())  # without the option: runs, NaNs and all
+    assert np.isnan(workspace.FetchBlob("s")).any()
+    workspace.FeedBlob("w", np.array([-2.0], np.float32))
+    workspace.FeedBlob("s", np.array([7.0], np.float32))
+    with pytest.raises(NonFiniteError, match="output 'l' went non-finite") as e:
+        workspace.RunNet(net.Name(), check_finite=True)
+    assert e.value.op_type == "Log" and e.value.index == 1 and e.value.blob == "l"
+    assert "all its inputs were finite" in str(e.value)
+    np.testing.assert_array_equal(workspace.FetchBlob("w"), [-2.0])
+    np.testing.assert_array_equal(workspace.FetchBlob("s"), [7.0])
+    workspace.FeedBlob("x", np.array([1.0, 2.0], np.float32))
+    assert workspace.RunNet(net.Name(), check_finite=True)
+    assert workspace.FetchBlob("w")[0] == 0.0
+
+
+def test_predictor_init_net_device_option_seeds_its_fills():
+    def init_with_seed(seed):
+        init = core.Net("pinit")
+        init.GaussianFill([], "w", shape=[4])
+        init.Proto().device_option.random_seed = seed
+        return init.Proto()
+    predict = core.Net("ppred")
+    predict.Relu("w", "y")
+    predict.AddExternalOutput("y")
+    a = workspace.Predictor(init_with_seed(5), predict.Proto()).run([])[0]
+    b = workspace.Predictor(init_with_seed(5), predict.Proto()).run([])[0]
+    c = workspace.Predictor(init_with_seed(6), predict.Proto()).run([])[0]
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
