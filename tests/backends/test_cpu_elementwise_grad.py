@@ -103,7 +103,8 @@ def binary_gradient_case(draw):
         if tuple(a_shape) == tuple(c_shape) and draw(st.booleans()):
             ins = [b, ins[3], dc]  # Caffe2's older (B, C, dC) form
     place = {}                                           # an output over input 0 (dC or B)
-    da_shape = c_shape if len(ins) == 3 else a_shape
+    older_div = op_type == "DivGradient" and len(ins) == 3
+    da_shape = c_shape if older_div else a_shape
     if tuple(da_shape) == ins[0].shape and draw(st.booleans()):
         place = {0: 0}
     elif op_type != "DivGradient" and tuple(b_shape) == ins[0].shape and draw(st.booleans()):
