@@ -36,10 +36,12 @@ AUTOGEN_SUFFIX = "_autogen_grad"
 
 class _Generator(NamedTuple):
     """One partial gradient of a blob version: output `idx` of `grad_op`, or (grad_op None)
-    the blob `gradient` handed on unchanged by a rule."""
+    the blob `gradient` handed on unchanged by a rule. `group` is all the gradient ops of
+    that rule (renaming the partial renames it in all of them)."""
     grad_op: caffe2_pb2.OperatorDef | None
     idx: int
     gradient: str
+    group: tuple = ()
 
 
 class _ForwardOp(NamedTuple):
@@ -172,14 +174,20 @@ class _Backward:
             raise UnsupportedError("sparse (GradientSlice) input gradients are not supported",
                                    **_where(fwd.op, idx))
         local: list[str] = []
-        for grad_op in grad_ops:
+        # A rule may write an input's gradient blob more than once (Sqrt: Scale into X_grad,
+        # then Div of X_grad into X_grad): only its last write is the partial gradient.
+        # (Caffe2 counted every write, so a renamed partial broke the rule's own chain.)
+        # (Outputs of one op are separate partials: MulGradient of x*x writes x_grad twice.)
+        group = tuple(grad_ops)
+        for j, grad_op in enumerate(grad_ops):
             self._check_reads(idx, grad_op, g_output, local)
             local.extend(grad_op.output)
+            rewritten = {o for later in grad_ops[j + 1:] for o in later.output}
             for i, out in enumerate(grad_op.output):
-                if out in g_input:
+                if out in g_input and out not in rewritten:
                     name = fwd.op.input[g_input.index(out)]
                     self.generators[name][fwd.in_versions[name]].append(
-                        _Generator(grad_op, i, out))
+                        _Generator(grad_op, i, out, group))
         for i, g in enumerate(g_input):
             if g and g not in local:  # handed on unchanged (Add, Sum, ...)
                 name = fwd.op.input[i]
@@ -225,9 +233,11 @@ class _Backward:
                 first = False
                 inputs.append(g.grad_op.output[g.idx])
             else:
-                g.grad_op.output[g.idx] = f"_{g.grad_op.output[g.idx]}_autosplit_{renamed}"
+                old = g.grad_op.output[g.idx]
+                new = f"_{old}_autosplit_{renamed}"
                 renamed += 1
-                inputs.append(g.grad_op.output[g.idx])
+                _rename(g, old, new)
+                inputs.append(new)
         if out in inputs:  # Sum runs in place only on its first input
             j = inputs.index(out)
             inputs[0], inputs[j] = inputs[j], inputs[0]
@@ -236,6 +246,22 @@ class _Backward:
         if device is not None and device.HasField("device_option"):
             op.device_option.CopyFrom(device.device_option)
         return op, out
+
+
+def _rename(gen: _Generator, old: str, new: str) -> None:
+    """Rename a partial gradient: its own output, and `old` wherever the other ops of its
+    rule use it before that write (a rule's intermediate steps on the gradient blob)."""
+    gen.grad_op.output[gen.idx] = new
+    for op in gen.group:
+        if op is gen.grad_op:
+            break
+        for field in (op.input, op.output):
+            for k, name in enumerate(field):
+                if name == old:
+                    field[k] = new
+    for k, name in enumerate(gen.grad_op.input):
+        if name == old:
+            gen.grad_op.input[k] = new
 
 
 def backward_pass(ops: Sequence[caffe2_pb2.OperatorDef], ys,

@@ -268,3 +268,25 @@ def test_python_registered_gradient_rule():
         assert ops_of(net)[1:] == [("ConstantFill", ["x"], ["x_grad"])]
     finally:
         core.GradientRegistry.gradient_registry_.pop("Shape")
+
+
+def test_rule_that_rewrites_its_gradient_blob_sums_correctly_with_other_uses():
+    # Sqrt's rule is Scale(dY -> X_grad), Div(X_grad, Y -> X_grad). Caffe2 counted both
+    # writes as partials, renamed only the Div's output, and so summed Relu's partial into
+    # the chain; here the whole chain is renamed and the gradient is right.
+    net = core.Net("sq")
+    net.Sqrt("x", "s")
+    net.Relu("x", "r")
+    net.Sum(["s", "r"], "y")
+    net.AddGradientOperators({"y": "gy"})
+    assert ops_of(net)[3:] == [
+        ("ReluGradient", ["r", "gy"], ["x_grad"]),
+        ("Scale", ["gy"], ["_x_grad_autosplit_0"]),
+        ("Div", ["_x_grad_autosplit_0", "s"], ["_x_grad_autosplit_0"]),
+        ("Sum", ["x_grad", "_x_grad_autosplit_0"], ["x_grad"]),
+    ]
+    x = np.array([0.25, 4.0], np.float32)
+    workspace.FeedBlob("x", x)
+    workspace.FeedBlob("gy", np.ones(2, np.float32))
+    workspace.RunNetOnce(net)
+    np.testing.assert_allclose(workspace.FetchBlob("x_grad"), 0.5 / np.sqrt(x) + 1, rtol=1e-6)
