@@ -98,3 +98,22 @@ def check_cpu(cases: list[Case], expect_compiled: bool = True) -> list[list]:
             else:
                 np.testing.assert_array_equal(g, w, err_msg=where)
     return got
+
+
+def run_both(net, feeds, outs=None, rtol=0.0, atol=0.0):
+    """Run `net` on the reference and the cpu backend, compare the blobs `outs` (default:
+    all), and return (the cpu run's {blob: value}, the cpu net's segments)."""
+    got, segs = {}, None
+    for backend in ("reference", "cpu"):
+        workspace.ResetWorkspace()
+        for k, v in feeds.items():
+            workspace.FeedBlob(k, v)
+        with config.patch(backend=backend):
+            workspace.CreateNet(net)
+        workspace.RunNet(net.Name())
+        if backend == "cpu":
+            segs = workspace._ws().nets[net.Name()].compiled.segments
+        got[backend] = {b: workspace.FetchBlob(b) for b in (outs or workspace.Blobs())}
+    for b, want in got["reference"].items():
+        np.testing.assert_allclose(got["cpu"][b], want, rtol=rtol, atol=atol, err_msg=b)
+    return got["cpu"], segs

@@ -9,8 +9,7 @@ import numpy as np
 from hypothesis import given, settings, strategies as st
 
 from c2compile import core
-from tests.backends.cpu_harness import Case, assert_compiled, check_cpu
-from tests.backends.test_cpu_shape_grad import run_both
+from tests.backends.cpu_harness import Case, assert_compiled, check_cpu, run_both
 
 SETTINGS = settings(max_examples=4, deadline=None)
 TOL = dict(rtol=1e-5, atol=1e-5)

@@ -6,9 +6,9 @@ back to the reference visibly.
 import numpy as np
 from hypothesis import given, settings, strategies as st
 
-from c2compile import config, core, workspace
+from c2compile import core
 from c2compile.runtime.compiled import CythonSegment, ReferenceSegment
-from tests.backends.cpu_harness import Case, assert_compiled, check_cpu
+from tests.backends.cpu_harness import Case, assert_compiled, check_cpu, run_both
 
 SETTINGS = settings(max_examples=4, deadline=None)
 DTYPES = [np.float32, np.float32, np.float64, np.int32, np.int64, np.uint8]
@@ -60,25 +60,6 @@ def slice_gradient_case(draw):
                       min_size=6, max_size=14))
 def test_resize_like_and_slice_gradient_kernels(cases):
     check_cpu(cases)
-
-
-def run_both(net, feeds, outs=None, rtol=0.0, atol=0.0):
-    """Run `net` on the reference and the cpu backend, compare the blobs `outs` (default:
-    all), and return (the cpu run's {blob: value}, the cpu net's segments)."""
-    got, segs = {}, None
-    for backend in ("reference", "cpu"):
-        workspace.ResetWorkspace()
-        for k, v in feeds.items():
-            workspace.FeedBlob(k, v)
-        with config.patch(backend=backend):
-            workspace.CreateNet(net)
-        workspace.RunNet(net.Name())
-        if backend == "cpu":
-            segs = workspace._ws().nets[net.Name()].compiled.segments
-        got[backend] = {b: workspace.FetchBlob(b) for b in (outs or workspace.Blobs())}
-    for b, want in got["reference"].items():
-        np.testing.assert_allclose(got["cpu"][b], want, rtol=rtol, atol=atol, err_msg=b)
-    return got["cpu"], segs
 
 
 @SETTINGS
