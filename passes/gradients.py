@@ -175,9 +175,10 @@ class _Backward:
                                    **_where(fwd.op, idx))
         local: list[str] = []
         # A rule may write an input's gradient blob more than once (Sqrt: Scale into X_grad,
-        # then Div of X_grad into X_grad): only its last write is the partial gradient.
-        # (Caffe2 counted every write, so a renamed partial broke the rule's own chain.)
-        # (Outputs of one op are separate partials: MulGradient of x*x writes x_grad twice.)
+        # then Div of X_grad into X_grad): only a write no later op of the rule repeats is a
+        # partial gradient (Caffe2 counted every write, so renaming one broke the rule's own
+        # chain). Outputs of one op are separate partials: MulGradient of x*x writes x_grad
+        # twice.
         group = tuple(grad_ops)
         for j, grad_op in enumerate(grad_ops):
             self._check_reads(idx, grad_op, g_output, local)
