@@ -276,14 +276,10 @@ class GradientRegistry:
     def GetGradientForOp(cls, op, g_output):
         """(gradient OperatorDefs, [gradient of each input or None]) of one op."""
         from c2compile.ops.gradient import gradient_for_op
-        from c2compile.ops.schema import get_op
         g_output = [None if g is None else
                     GradientSlice(str(g[0]), str(g[1])) if isinstance(g, tuple) else str(g)
                     for g in g_output]
-        if get_op(op.type).grad is None and op.type in cls.gradient_registry_:
-            ops, g_input = cls.gradient_registry_[op.type](op, g_output)
-            return ([] if ops is None else ops if isinstance(ops, list) else [ops]), g_input
-        return gradient_for_op(op, g_output)
+        return gradient_for_op(op, g_output, python_rules=cls.gradient_registry_)
 
     @classmethod
     def GetBackwardPass(cls, operators, ys, ys_generate_gradient=False):

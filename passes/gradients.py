@@ -28,7 +28,6 @@ from typing import Callable, Mapping, NamedTuple, Sequence
 from c2compile.errors import GradientError, UnsupportedError
 from c2compile.core import GradientSlice
 from c2compile.ops.gradient import gradient_for_op
-from c2compile.ops.schema import get_op
 from c2compile.proto import caffe2_pb2
 
 AUTOGEN_SUFFIX = "_autogen_grad"
@@ -112,21 +111,13 @@ class _Backward:
                                      if isinstance(g, GradientSlice) else str(g))
         return input_to_grad, ops
 
-    def _rule(self, idx: int, op, g_output):
-        if get_op(op.type, index=idx, name=op.name).grad is None \
-                and op.type in self.python_rules:
-            ops, g_input = self.python_rules[op.type](op, g_output)
-            ops = [] if ops is None else ops if isinstance(ops, list) else [ops]
-            return ops, list(g_input)
-        return gradient_for_op(op, g_output, index=idx)
-
     def _gradients_of(self, idx: int, input_to_grad: dict):
         fwd = self.ssa[idx]
         op = fwd.op
         g_output = [input_to_grad.get(name) for name in op.output]
         if all(g is None for g in g_output):
             return {}, []
-        grad_ops, g_input = self._rule(idx, op, g_output)
+        grad_ops, g_input = gradient_for_op(op, g_output, idx, self.python_rules)
         self._record_generators(idx, grad_ops, g_output, g_input)
         new = {}
         for name, grad in zip(op.input, g_input):

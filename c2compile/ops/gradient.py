@@ -123,12 +123,18 @@ class GradientContext:
         return g
 
 
-def gradient_for_op(proto, g_output: Sequence, index=None):
+def gradient_for_op(proto, g_output: Sequence, index=None, python_rules=None):
     """(gradient OperatorDefs, input gradients) of one forward op, as Caffe2's
     GradientRegistry.GetGradientForOp returns them: `g_input[i]` is input i's gradient
-    name (or GradientSlice), None where no gradient flows to that input."""
+    name (or GradientSlice), None where no gradient flows to that input.
+
+    `python_rules` ({op type: f(op, g_output) -> (ops, g_input)}, core.GradientRegistry's
+    RegisterGradient) serve op types that have no built-in rule, as in Caffe2."""
+    rule = get_op(proto.type, index=index, name=proto.name).grad
+    if rule is None and python_rules and proto.type in python_rules:
+        ops, g_input = python_rules[proto.type](proto, g_output)
+        return ([] if ops is None else ops if isinstance(ops, list) else [ops]), list(g_input)
     g = GradientContext(proto, g_output, index)
-    rule = g.opdef.grad
     if rule is NO_GRADIENT:
         return [], [None] * len(proto.input)
     if rule is None:
