@@ -163,3 +163,20 @@ def kernel_source(case: Case) -> str:
     plan = plan_segment("s", [op], {n: TensorType(x.shape, x.dtype)
                                     for n, x in zip(names, case.inputs)})
     return render_kernel(plan.steps[0])
+
+
+def test_big_poolings_split_planes_between_two_threads():
+    """NCHW poolings and their gradients over many planes take the plane split (two threads,
+    half the (image, channel) planes each; average pooling's per-plane share scratch per
+    thread): LeNet's tiling 2x2 max pool, padded and overlapping windows, ties, 3-d."""
+    rng = np.random.default_rng(3)
+    r = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
+    fwd = [Case("MaxPool", [r(64, 20, 24, 24)], dict(kernel=2, stride=2)),
+           Case("MaxPool", [np.round(r(8, 9, 33, 31))], dict(kernel=3, stride=2, pad=1)),
+           Case("AveragePool", [r(6, 13, 30, 30)], dict(kernel=3, stride=1, pad=1)),
+           Case("AveragePool", [r(5, 7, 12, 13, 14)], dict(kernels=[2, 3, 2], strides=[2, 1, 2],
+                                                          count_include_pad=1))]
+    cases = fwd + [grad_case(c, i) for i, c in enumerate(fwd)]
+    for c in cases:
+        assert "prange(" in kernel_source(c), c
+    check_cpu(cases)

@@ -84,7 +84,12 @@ def _interior(n_out: int, stride: int, pad: int, k: int, dil: int, size: int) ->
 
 def _direct(v: dict, g) -> bool:
     """1x1, stride 1, no padding: the input already is the column matrix."""
-    return v["K"] == 1 and v["P"] == v["S"] and not any(g.pad_head) and not any(g.pad_tail)
+    return v["K"] == 1 and v["P"] == v["S"] and _nopad(g)
+
+
+def _nopad(g) -> bool:
+    """No padding on any side: every kernel tap of every output lands inside the input."""
+    return not any(g.pad_head) and not any(g.pad_tail)
 
 
 def _flat(v: dict) -> bool:
@@ -105,6 +110,7 @@ def conv(k: KernelSpec) -> None:
              nhwc=wa.channels_last, grad=False)
     v["CK"] = v["Cg"] * v["K"]
     v["direct"] = _direct(v, g)
+    v["nopad"] = _nopad(g)
     if wa.channels_last:
         # images per sgemm: the column matrix of a chunk must fit the scratch limit
         per_image = v["P"] * v["CK"]
@@ -178,6 +184,7 @@ def _conv_grad(k: KernelSpec, g, C: int, M: int, transpose: bool) -> None:
     v["CK"] = v["Cg"] * v["K"]
     v["direct"] = wa.channels_last and _direct(v, g)
     v["flat"] = _flat(v)
+    v["nopad"] = _nopad(g)
     # Two threads take half the images each (own scratch, own dW partial summed at the
     # end) when the GEMMs are big enough, as FC splits its rows.
     v["split"] = _split_rows(N, v["P"] * M, v["CK"] * (2 if dx else 1))
@@ -192,8 +199,8 @@ def _conv_grad(k: KernelSpec, g, C: int, M: int, transpose: bool) -> None:
         v["dyb"] = k.scratch_buf(threads * v["Mg"] * v["LD"]).name
     if v["split"]:
         v["dw1"] = k.scratch_buf(k.outs[0].size).name  # the second thread's dW
-    if bias:
-        v["dbacc"] = k.scratch_buf(v["db_c"] if wa.channels_last else 8, np.float64).name
+    if bias and wa.channels_last:
+        v["dbacc"] = k.scratch_buf(v["db_c"], np.float64).name
     k.vars.update(v)
 
 
@@ -214,6 +221,17 @@ def conv_transpose_gradient(k: KernelSpec) -> None:
     _conv_grad(k, g, C, x[-1] if wa.channels_last else x[1], transpose=True)
 
 
+# NCHW pooling and its gradient: two threads take half the (image, channel) planes each when
+# the input has at least this many elements (below it, waking the second thread costs more
+# than it saves). Like every OpenMP split here, only with single-threaded OpenBLAS.
+PLANE_SPLIT_ELEMS = 1 << 16
+
+
+def _plane_threads(planes: int, elems: int) -> int:
+    from c2compile import config
+    return 2 if config.blas_threads == 1 and planes >= 2 and elems >= PLANE_SPLIT_ELEMS else 1
+
+
 def _pool_vars(k: KernelSpec, avg: bool) -> None:
     _float32_only(k)
     wa = _window_args(k.op, pool=True)
@@ -227,6 +245,8 @@ def _pool_vars(k: KernelSpec, avg: bool) -> None:
     v["A"], v["B"] = _interior(v["OW"], v["SW"], v["PW"], v["KW"], 1, v["W"])
     # interior output rows (all the window's rows inside the input): a constant row loop
     v["HA"], v["HB"] = _interior(v["OH"], v["SH"], v["PH"], v["KH"], 1, v["H"])
+    planes = v["N"] * v["C"]
+    v["threads"] = 1 if v["nhwc"] or v["global_"] else _plane_threads(planes, planes * v["S"])
     k.vars.update(v)
 
 
@@ -252,7 +272,7 @@ def pool_gradient(k: KernelSpec) -> None:
     _pool_vars(k, avg=avg)
     v = k.vars
     if avg and not v["nhwc"] and not v["global_"]:
-        v["share"] = k.scratch_buf(v["P"]).name  # one plane's dY x factor
+        v["share"] = k.scratch_buf(v["threads"] * v["P"]).name  # a plane's dY x factor, per thread
     # the windows tile the input exactly: every input position is in exactly one window
     v["tiled"] = all(v["S" + a] == v["K" + a] and v["P" + a] == 0 and
                      v["O" + a] * v["S" + a] == v[a] for a in "DHW")
