@@ -29,11 +29,12 @@ def arg_scope(single_helper_or_list, **kwargs):
             raise AssertionError("arg_scope is only supporting single or a list of helper "
                                  "functions.")
         single_helper_or_list = [single_helper_or_list]
+    if not all(callable(helper) for helper in single_helper_or_list):
+        # checked before the scope changes: a rejected list must leave no entries behind
+        raise AssertionError("arg_scope is only supporting a list of callable helper "
+                             "functions.")
     old_scope = copy.deepcopy(get_current_scope())
     for helper in single_helper_or_list:
-        if not callable(helper):
-            raise AssertionError("arg_scope is only supporting a list of callable helper "
-                                 "functions.")
         _threadlocal_scope.current_scope.setdefault(helper.__name__, {}).update(kwargs)
     try:
         yield

@@ -378,6 +378,7 @@ def test_arg_scope_rejects_non_callables():
     with pytest.raises(AssertionError):
         with brew.arg_scope([brew.conv, 3], order="NHWC"):
             pass
+    assert brew.get_current_scope() == {}  # a rejected list leaves no scope behind
 
 
 # ----------------------------------------------------------------------------- Register
