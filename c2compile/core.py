@@ -786,3 +786,21 @@ class Net:
         return lambda *args, **kwargs: self._CreateAndAddToSelf(
             "Python", *args, grad_output_indices=grad_output_indices,
             grad_input_indices=grad_input_indices, **dict(kwargs, **core_kwargs))
+
+
+# ----------------------------------------------------------------------------- plans
+
+# Plans live in c2compile.plan, which builds on Net; served from here as Caffe2 had them.
+_PLAN_NAMES = frozenset({"Plan", "ExecutionStep", "execution_step", "scoped_execution_step",
+                         "to_execution_step", "add_nets_in_order", "get_net_name"})
+
+
+def __getattr__(name):
+    if name in _PLAN_NAMES:
+        from c2compile import plan
+        return getattr(plan, name)
+    raise AttributeError(f"module 'c2compile.core' has no attribute '{name}'")
+
+
+def __dir__():
+    return sorted(set(globals()) | _PLAN_NAMES)

@@ -19,6 +19,18 @@ class NetError(C2Error):
     """A net name that is unknown, or already taken."""
 
 
+class PlanError(NetError):
+    """A plan that cannot run as written: a step naming a net the plan lacks, a step with
+    both nets and substeps, a bad should_stop_blob, conflicting iteration settings, ...
+
+    `step`, `net` and `blob` name what is at fault (None when not involved)."""
+
+    def __init__(self, message: str, *, step: str | None = None, net: str | None = None,
+                 blob: str | None = None):
+        super().__init__(message)
+        self.step, self.net, self.blob = step, net, blob
+
+
 class OpError(C2Error):
     """Something is wrong with one operator: its type, arguments, inputs or shapes.
 
@@ -64,6 +76,14 @@ class GradientError(OpError):
 
 class NonFiniteError(OpError):
     """An op's output went NaN or infinite (reported by RunNet(..., check_finite=True))."""
+
+
+class DBError(OpError):
+    """A DB that is missing, truncated or malformed, or a key that is not in it.
+
+    The message names the file (and the key); raised inside an op (Load, CreateDB, ...) it
+    names that op too.
+    """
 
 
 class UserFunctionError(Exception):

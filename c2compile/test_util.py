@@ -152,9 +152,9 @@ class _Blobs:
 class StandaloneWorkspace:
     """Caffe2's `workspace.C.Workspace()`: a workspace of its own, not the current one.
 
-    run(op | net | core.Net), create_net/run_net, create_blob(name).feed(arr), blobs[name].fetch(),
-    feed_blob/fetch_blob/has_blob/remove_blob, as Caffe2's pybind object plus the methods its
-    `workspace` module added to it.
+    run(op | net | core.Net | plan | step), create_net/run_net, create_blob(name).feed(arr),
+    blobs[name].fetch(), feed_blob/fetch_blob/has_blob/remove_blob, as Caffe2's pybind object
+    plus the methods its `workspace` module added to it.
     """
 
     def __init__(self, name: str = "standalone"):
@@ -189,6 +189,11 @@ class StandaloneWorkspace:
 
     # -- running
     def run(self, obj) -> bool:
+        from c2compile.plan import ExecutionStep, Plan, as_plandef
+        if isinstance(obj, (Plan, ExecutionStep)) or hasattr(obj, "execution_step"):
+            from c2compile.runtime.plan_executor import run_plan
+            run_plan(self._impl, workspace._copy(as_plandef(obj)))  # as RunPlan runs it
+            return True
         if hasattr(obj, "Proto"):
             obj = obj.Proto()
         if hasattr(obj, "external_input"):  # NetDef
@@ -196,8 +201,8 @@ class StandaloneWorkspace:
         elif hasattr(obj, "type") and hasattr(obj, "input"):  # OperatorDef
             self._impl.run_ops(bind_ops([obj]))
         else:
-            raise ValueError(f"Workspace.run takes an OperatorDef, NetDef or core.Net, got "
-                             f"{type(obj).__name__}")
+            raise ValueError(f"Workspace.run takes an OperatorDef, NetDef, PlanDef, "
+                             f"ExecutionStep, core.Net or core.Plan, got {type(obj).__name__}")
         return True
 
     def create_net(self, net, overwrite: bool = False):

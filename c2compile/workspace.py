@@ -11,6 +11,7 @@ from typing import Iterable
 import numpy as np
 
 from c2compile.errors import BlobError, NetError
+from c2compile.runtime import serialization
 from c2compile.runtime.workspace import Workspace, _to_netdef, bind_net, bind_ops, parse_netdef
 
 _workspaces: dict[str, Workspace] = {"default": Workspace("default")}
@@ -93,6 +94,20 @@ def Blobs() -> list[str]:
 
 def HasBlob(name) -> bool:
     return _name(name) in _ws().blobs
+
+
+def SerializeBlob(name) -> bytes:
+    """Blob `name` as one serialized caffe2.BlobProto, unchunked, as Caffe2's C++ serializer
+    writes it (tensors, strings and DB readers; runtime/serialization.py)."""
+    name = _name(name)
+    if name not in _ws().blobs:
+        raise BlobError(f"blob '{name}' does not exist in workspace '{_ws().name}'")
+    return serialization.serialize_one(_ws().blobs[name], name)
+
+
+def DeserializeBlob(name, serialized_blob: bytes) -> None:
+    """Set blob `name` from one serialized BlobProto (what SerializeBlob returns)."""
+    _ws().blobs[_name(name)] = serialization.deserialize_blob(serialized_blob, _name(name))
 
 
 class _BlobDict:
@@ -184,6 +199,30 @@ def GetNetName(net) -> str:
     return _name(net)
 
 
+def RunPlan(plan_or_step) -> bool:
+    """Run a plan (core.Plan, core.ExecutionStep, PlanDef or its bytes) on the current
+    workspace, as Caffe2's plan executor did (runtime/plan_executor.py); returns True.
+
+    The plan's nets are created in the workspace once per run (replacing nets of the same
+    names) and run exactly as RunNet runs them; they stay created afterwards. A failing op
+    raises what RunNet raises, with a note naming the step. A plan that fails leaves the
+    blobs written by the nets that completed (Caffe2 had no rollback either); the failing
+    net leaves what a failing RunNet leaves.
+    """
+    from c2compile.plan import as_plandef
+    from c2compile.runtime.plan_executor import run_plan
+    return run_plan(_ws(), _copy(as_plandef(plan_or_step)))
+
+
+def RunPlanInBackground(plan_or_step):
+    """RunPlan in a background thread, on the current workspace; returns a handle with
+    `is_done()` and `is_succeeded()` (True, or raises what failed; asked before the plan
+    is done it raises), plus `wait(timeout)`."""
+    from c2compile.plan import as_plandef
+    from c2compile.runtime.plan_executor import run_plan_in_background
+    return run_plan_in_background(_ws(), _copy(as_plandef(plan_or_step)))
+
+
 def StringifyProto(obj) -> bytes:
     if isinstance(obj, (bytes, bytearray)):
         return bytes(obj)
@@ -221,6 +260,12 @@ class Predictor:
         if not predict.name:
             predict.name = "predict_net"
         self._net = self._ws.create_net(predict, check_inputs=set(self.input_names))
+
+    @property
+    def segments(self) -> list:
+        """The predict net's compiled segments and reference fallbacks, in order
+        (runtime.compiled); empty when it runs on the reference executor."""
+        return self._net.compiled.segments if self._net.compiled is not None else []
 
     def run(self, inputs) -> list[np.ndarray]:
         if isinstance(inputs, dict):

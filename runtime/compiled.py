@@ -95,8 +95,8 @@ class CythonSegment:
                         blob=name)
 
     def _locks(self, blobs: Mapping[str, Any]) -> list:
-        """The mutexes among the host-read blobs, held while the program runs (AtomicIter
-        under its mutex: the whole segment runs under it)."""
+        """The mutexes among the host-read blobs (AtomicIter's): the whole segment runs under
+        them."""
         locks = []
         for name in self.host_reads:
             try:
@@ -135,9 +135,19 @@ class CythonSegment:
         return tuple((tuple(t.shape), np.dtype(t.dtype).num) for t in types)
 
     def run(self, view) -> None:
+        if not self.host_reads:
+            return self._run(view)
+        # The mutexes (AtomicIter's) are held from reading the inputs to committing the
+        # outputs, so segments that share a counter under one mutex, run from concurrent
+        # threads (a plan's concurrent substeps), never lose an increment.
+        with contextlib.ExitStack() as held:
+            for lock in self._locks(view.blobs):
+                held.enter_context(lock)
+            return self._run(view)
+
+    def _run(self, view) -> None:
         blobs = view.blobs
         values = self._read(blobs)
-        locks = self._locks(blobs) if self.host_reads else ()
         key = tuple((v.shape, v.dtype.num) for v in values)
         variant = self.variants.get(key)
         if variant is None:
@@ -147,13 +157,7 @@ class CythonSegment:
             variant.run(sub)
             blobs.update(sub.blobs.writes)
             return
-        if locks:
-            with contextlib.ExitStack() as held:
-                for lock in locks:
-                    held.enter_context(lock)
-                code = variant.program.run(values)
-        else:
-            code = variant.program.run(values)
+        code = variant.program.run(values)
         if code:
             step = variant.program.failed_step
             raise variant.plan.steps[step].op.error(
@@ -210,6 +214,38 @@ def partition(ops: list[BoundOp], net_name: str) -> list:
     if run:
         segments.append(CythonSegment(f"{net_name}:{len(segments)}", run))
     return segments
+
+
+def format_type(shape, dtype) -> str:
+    """`1x3x227x227:FLOAT` (`?` for an unknown shape, `scalar` for a 0-d one)."""
+    from c2compile import dtypes
+    s = "?" if shape is None else "x".join(map(str, shape)) or "scalar"
+    return s if dtype is None else f"{s}:{dtypes.name(dtypes.from_numpy(dtype))}"
+
+
+def describe_partition(segments, variants: bool = True, source: bool = False) -> str:
+    """The report of `c2compile show --partition`: each segment, compiled or on the
+    reference (and why), with the ops it runs; with `variants`, each compiled variant's
+    input types and module; with `source`, its generated source too."""
+    lines = ["partition:"]
+    for i, seg in enumerate(segments):
+        ops = f"ops #{seg.ops[0].index}..#{seg.ops[-1].index}"
+        if not isinstance(seg, CythonSegment):
+            lines.append(f"  segment {i}: reference ({seg.why}), {ops}: "
+                         f"{', '.join(op.type for op in seg.ops)}")
+            continue
+        lines.append(f"  segment {i}: compiled, {ops} ({len(seg.ops)} ops, "
+                     f"{len(seg.variants)} variant(s))")
+        for variant in seg.variants.values() if variants else ():
+            if isinstance(variant, ReferenceSegment):
+                lines.append(f"    variant falls back to the reference: {variant.why}")
+                continue
+            types = ", ".join(format_type(t.shape, t.dtype) for t in variant.plan.input_types)
+            lines.append(f"    variant {types}\n"
+                         f"      module {getattr(variant.module, '__file__', '?')}")
+            if source:
+                lines.append(variant.source)
+    return "\n".join(lines)
 
 
 class PartitionedNet:
