@@ -20,7 +20,7 @@ import copy as _copy
 import inspect as _inspect
 
 from c2compile.helpers import (algebra as _algebra, array_helpers as _array,
-                               conv as _conv, dropout as _dropout,
+                               conv as _conv, db_input as _db_input, dropout as _dropout,
                                elementwise_linear as _elementwise_linear, fc as _fc,
                                nonlinearity as _nonlinearity, normalization as _norm,
                                pooling as _pooling, train as _train)
@@ -64,6 +64,7 @@ _registry = {
     "conv_transpose": _conv.conv_transpose,
     "group_conv": _conv.group_conv,
     "elementwise_linear": _elementwise_linear.elementwise_linear,
+    "db_input": _db_input.db_input,
 }
 
 

@@ -1,10 +1,11 @@
-"""`c2compile` command line: compile, run, bench and show Caffe2 nets.
+"""`c2compile` command line: compile, run, bench and show Caffe2 nets; write data sets.
 
     c2compile compile predict_net.pb --init init_net.pb --input data=1x3x227x227 -o out/
     c2compile run out/ --input data=x.npy [--save-dir DIR]
     c2compile bench out/ [--iters N] [--warmup N]
     c2compile show predict_net.pb [--init init_net.pb] [--input data=1x3x227x227]
-                   [--after shape_inference] [--source]
+                   [--after shape_inference] [--source] [--png net.png [--minimal]]
+    c2compile data mnist (--idx DIR | --digits) --out DIR [--db-type lmdb|minidb]
 """
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ import time
 
 import numpy as np
 
-from c2compile import dtypes
 from c2compile.errors import C2Error
 
 
@@ -45,8 +45,8 @@ def _read(path: str) -> bytes:
 
 
 def _fmt_type(shape, dtype) -> str:
-    s = "?" if shape is None else "x".join(map(str, shape)) or "scalar"
-    return s if dtype is None else f"{s}:{dtypes.name(dtypes.from_numpy(dtype))}"
+    from c2compile.runtime.compiled import format_type
+    return format_type(shape, dtype)
 
 
 # ----------------------------------------------------------------------------- commands
@@ -124,36 +124,34 @@ def cmd_show(args) -> int:
         # the compiled net's inputs: the given shapes of external inputs that are not parameters
         inputs = {n: d for n, d in args.input if n in net.external_input and n not in params}
         _show_partition(net, args, inputs)
+    if args.png:
+        from c2compile import net_drawer
+        draw = net_drawer.GetPydotGraphMinimal if args.minimal else net_drawer.GetPydotGraph
+        renderer = net_drawer.write_png(draw(net), args.png)
+        print(f"picture: {args.png} (drawn with {renderer})")
     return 0
 
 
 def _show_partition(net, args, inputs) -> None:
     """Partition into compiled segments / reference fallbacks, and the generated sources."""
     import c2compile
+    from c2compile.runtime.compiled import describe_partition
     compiled = c2compile.compile(net, _read(args.init) if args.init else None, inputs=inputs)
-    from c2compile.runtime.compiled import CythonSegment
-    print("partition:")
-    for i, seg in enumerate(compiled.segments):
-        ops = f"ops #{seg.ops[0].index}..#{seg.ops[-1].index}"
-        if isinstance(seg, CythonSegment):
-            print(f"  segment {i}: compiled, {ops}")
-            for variant in seg.variants.values():
-                if hasattr(variant, "source"):
-                    path = getattr(variant.module, "__file__", "?")
-                    print(f"    variant {', '.join(_fmt_type(t.shape, t.dtype) for t in variant.plan.input_types)}"
-                          f"\n      module {path}")
-                    if args.source:
-                        print(variant.source)
-                else:
-                    print(f"    variant falls back to the reference: {variant.why}")
-        else:
-            print(f"  segment {i}: reference ({seg.why}), {ops}: "
-                  f"{', '.join(op.type for op in seg.ops)}")
+    print(describe_partition(compiled.segments, source=args.source))
 
 
 def _after_shape_inference(graph, known):
     from c2compile.passes.shape_inference import infer_graph
     return infer_graph(graph, known)
+
+
+def cmd_data(args) -> int:
+    from c2compile.data import make_mnist_dbs
+    paths = make_mnist_dbs(args.out, idx=args.idx, digits=args.digits, db_type=args.db_type,
+                           limit=args.limit, progress=not args.quiet)
+    for split, path in paths.items():
+        print(f"{split}: {path}")
+    return 0
 
 
 # The passes `show --after` can stop after, in pipeline order.
@@ -197,7 +195,24 @@ def main(argv=None) -> int:
     s.add_argument("--partition", action="store_true",
                    help="compile, then list compiled segments and reference fallbacks")
     s.add_argument("--source", action="store_true", help="also print the generated source")
+    s.add_argument("--png", metavar="FILE", help="also draw the net (net_drawer.GetPydotGraph) "
+                   "into this PNG: with Graphviz's dot when installed, else with matplotlib")
+    s.add_argument("--minimal", action="store_true",
+                   help="with --png: ops only (net_drawer.GetPydotGraphMinimal)")
     s.set_defaults(fn=cmd_show)
+
+    d = sub.add_parser("data", help="write a data set as Caffe2's tutorials read it (DBs)")
+    d.add_argument("dataset", choices=["mnist"])
+    src = d.add_mutually_exclusive_group(required=True)
+    src.add_argument("--idx", help="folder with MNIST's IDX files (train-images-idx3-ubyte"
+                     "[.gz], train-labels-idx1-ubyte, t10k-...)")
+    src.add_argument("--digits", action="store_true",
+                     help="scikit-learn's bundled 8x8 digits, upscaled to 28x28, split 80/20")
+    d.add_argument("--out", required=True, help="folder for mnist-{train,test}-nchw-<db-type>")
+    d.add_argument("--db-type", default="lmdb", choices=["lmdb", "minidb"])
+    d.add_argument("--limit", type=int, help="at most this many records per split")
+    d.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    d.set_defaults(fn=cmd_data)
 
     args = p.parse_args(argv)
     try:

@@ -16,10 +16,13 @@ How: `install()` puts a finder first on `sys.meta_path` that answers every `caff
 
 * `caffe2.python.X` is c2compile's module `c2compile.X` itself (the same object, so state is
   shared) for core, utils, scope, hypothesis_test_util, gradient_checker, device_checker,
-  test_util, brew, model_helper, optimizer, optimizer_context, and for predictor, visualize,
-  net_drawer when c2compile has them; so are the packages `caffe2.python.helpers` and
-  `caffe2.python.modeling` and every module under them (`modeling.initializers`,
-  `modeling.parameter_info`, ...); `caffe2.proto.caffe2_pb2` is `c2compile.proto.caffe2_pb2`.
+  test_util, brew, model_helper, optimizer, optimizer_context, visualize and
+  net_drawer; so are the packages `caffe2.python.helpers`,
+  `caffe2.python.modeling` and `caffe2.python.predictor` and every module under them
+  (`modeling.initializers`, `predictor.predictor_exporter`, ...);
+  `caffe2.python.predictor_constants` is `c2compile.predictor.predictor_constants`;
+  `caffe2.proto.caffe2_pb2` and `metanet_pb2` are `c2compile.proto.caffe2_pb2` and
+  `metanet_pb2`.
 * `caffe2.python.workspace` is a thin view of `c2compile.workspace` that adds what Caffe2's
   workspace module had from its C extension: `C`, `Workspace` (a standalone workspace),
   `has_gpu_support`, `has_cuda_support`, `has_hip_support`, `GpuDeviceType`, `NumGpuDevices`,
@@ -28,8 +31,8 @@ How: `install()` puts a finder first on `sys.meta_path` that answers every `caff
   `c2compile.workspace`.
 * small stand-ins: `_import_c_extension` (= `workspace.C`), `serialized_test.serialized_test_util`
   (`SerializedTestCase`, `given` = hypothesis.given: no serialized data is compared),
-  `mkl_test_util` (no MKL-DNN device), `hip_test_util` (`run_in_hip`), `build`, `net_builder`
-  and, until c2compile has it, `net_drawer` (whose functions raise: it lands with issue 5).
+  `mkl_test_util` (no MKL-DNN device), `hip_test_util` (`run_in_hip`), `build` and
+  `net_builder`.
 * any other `caffe2.*` name raises ModuleNotFoundError saying what compat provides.
 
 A real Caffe2 install is shadowed only if it was not imported yet: when `caffe2` is already
@@ -53,8 +56,6 @@ import warnings
 
 from c2compile.errors import C2Error
 
-ISSUE_NET_DRAWER = "issue 5"
-
 # caffe2 module -> the c2compile module it is.
 _ALIASES = {
     "caffe2.python.core": "c2compile.core",
@@ -68,18 +69,20 @@ _ALIASES = {
     "caffe2.python.model_helper": "c2compile.model_helper",
     "caffe2.python.optimizer": "c2compile.optimizer",
     "caffe2.python.optimizer_context": "c2compile.optimizer_context",
+    "caffe2.python.net_drawer": "c2compile.net_drawer",
+    "caffe2.python.visualize": "c2compile.visualize",
     "caffe2.proto.caffe2_pb2": "c2compile.proto.caffe2_pb2",
+    "caffe2.proto.metanet_pb2": "c2compile.proto.metanet_pb2",
+    # Caffe2 kept the predictor's constants beside the package, not in it.
+    "caffe2.python.predictor_constants": "c2compile.predictor.predictor_constants",
 }
 # Packages served with every module under them: caffe2.python.helpers.fc is
 # c2compile.helpers.fc, and so on.
 _PACKAGE_ALIASES = {
     "caffe2.python.helpers": "c2compile.helpers",
     "caffe2.python.modeling": "c2compile.modeling",
+    "caffe2.python.predictor": "c2compile.predictor",
 }
-# Served when c2compile has them (they land with later issues).
-_OPTIONAL_ALIASES = {f"caffe2.python.{m}": f"c2compile.{m}" for m in (
-    "predictor", "visualize", "net_drawer")}
-
 _PACKAGES = ("caffe2", "caffe2.python", "caffe2.proto", "caffe2.python.serialized_test")
 
 
@@ -159,6 +162,9 @@ def _build_c_extension(name: str) -> types.ModuleType:
     mod.Workspace = test_util.StandaloneWorkspace
     mod.OpSchema = OpSchema
     mod.registered_operators = _registered_operators
+    from c2compile.runtime import db  # Caffe2's Python DB API: create_db(type, path, Mode.x)
+    mod.create_db, mod.Mode, mod.registered_dbs, mod.DB = (
+        db.create_db, db.Mode, db.registered_dbs, db.PyDB)
     mod.has_mkldnn = False
     mod.use_mkldnn = False
     mod.use_ideep = False
@@ -328,23 +334,6 @@ def _build_hip_test_util(name: str) -> types.ModuleType:
     return mod
 
 
-def _net_drawer_unavailable(*args, **kwargs):
-    raise C2Error(f"caffe2.python.net_drawer lands with {ISSUE_NET_DRAWER}: c2compile cannot "
-                  "draw nets yet")
-
-
-def _build_net_drawer(name: str) -> types.ModuleType:
-    mod = _module(name, f"Placeholder: net_drawer lands with {ISSUE_NET_DRAWER}; its "
-                        "functions raise C2Error.")
-    for fn in ("GetPydotGraph", "GetPydotGraphMinimal", "GetOperatorMapForPlan",
-               "GetPlanGraph", "GetGraphInJson", "GetGraphPngSafe", "main"):
-        setattr(mod, fn, _net_drawer_unavailable)
-    mod.OP_STYLE = {"shape": "box", "color": "#0F9D58", "style": "filled",
-                    "fontcolor": "#FFFFFF"}
-    mod.BLOB_STYLE = {"shape": "octagon"}
-    return mod
-
-
 def _build_build(name: str) -> types.ModuleType:
     mod = _module(name, "Caffe2's build module: how this 'Caffe2' was built.")
     mod.build_options = {"BUILD_SHARED_LIBS": "ON", "USE_CUDA": "OFF", "USE_MKLDNN": "OFF",
@@ -374,8 +363,6 @@ _BUILDERS = {
     "caffe2.python.build": _build_build,
     "caffe2.python.net_builder": _build_net_builder,
     "caffe2.python.hip_test_util": _build_hip_test_util,
-    # placeholder, unless c2compile has the module (then _OPTIONAL_ALIASES serves it)
-    "caffe2.python.net_drawer": _build_net_drawer,
 }
 
 
@@ -396,16 +383,12 @@ def _target(fullname: str) -> str | None:
         if fullname == package or fullname.startswith(package + "."):
             real = real + fullname[len(package):]
             return real if _has_module(real) else None
-    real = _OPTIONAL_ALIASES.get(fullname)
-    if real is not None and _has_module(real):
-        return real
     return None
 
 
 def provided() -> list[str]:
     """Every `caffe2*` module name compat can serve now."""
     names = set(_PACKAGES) | set(_ALIASES) | set(_BUILDERS) | set(_PACKAGE_ALIASES)
-    names |= {n for n, real in _OPTIONAL_ALIASES.items() if _has_module(real)}
     return sorted(names)
 
 
@@ -422,10 +405,10 @@ class _Caffe2Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
             return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
         if _target(fullname) is not None or fullname in _BUILDERS:
             return importlib.machinery.ModuleSpec(fullname, self)
+        served = (n for n in provided() if n.startswith(("caffe2.python.", "caffe2.proto.")))
         raise ModuleNotFoundError(
-            f"No module named {fullname!r}: c2compile.compat provides "
-            f"{', '.join(n for n in provided() if n.startswith('caffe2.python.'))} and "
-            "caffe2.proto.caffe2_pb2", name=fullname)
+            f"No module named {fullname!r}: c2compile.compat provides {', '.join(served)}",
+            name=fullname)
 
     def create_module(self, spec):
         name = spec.name

@@ -19,7 +19,6 @@ from typing import Callable
 import numpy as np
 
 from c2compile import core, workspace
-from c2compile.errors import C2Error
 from c2compile.proto import caffe2_pb2
 
 
@@ -238,6 +237,14 @@ def _get_grad(net, outputs, outputs_with_grad, input_values, inputs_with_grads):
     return forward, grads, grad_net
 
 
+def _write_net_images(nets, prefix: str) -> None:
+    """PREFIX<i><net name>.png in the current directory for each net, as Caffe2 wrote them
+    (drawn with Graphviz when `dot` is on PATH, else with matplotlib)."""
+    from c2compile import net_drawer
+    for i, net in enumerate(nets):
+        net_drawer.write_png(net, f"{prefix}{i}{_net_name(net)}.png")
+
+
 class NetGradientChecker:
     @staticmethod
     def EstimateGradient(net, outputs_with_grad, input_values, input_to_check,
@@ -267,11 +274,12 @@ class NetGradientChecker:
     def CompareNets(nets, outputs, outputs_with_grad_ids, inputs_with_grads, input_values=None,
                     threshold=0.0000001, print_net_images=False):
         if print_net_images:
-            raise C2Error("CompareNets(print_net_images=True) needs net_drawer, which lands "
-                          "with issue 5")
+            _write_net_images(nets, "caffe2_net_forward_")
         results = [_get_grad(net, net_outputs, [net_outputs[i] for i in outputs_with_grad_ids],
                              input_values, inputs_with_grads)
                    for net, net_outputs in zip(nets, outputs)]
+        if print_net_images:
+            _write_net_images([grad_net for _, _, grad_net in results], "caffe2_net_")
         first_results, first_grads, _ = results[0]
         for net_results, net_grads, _ in results[1:]:
             assert len(net_results) == len(first_results)

@@ -195,6 +195,17 @@ class ModelHelper:
             raise AssertionError("Use data_parallel_model to run model on multiple GPUs.")
         return self._devices
 
+    # -- input
+    def TensorProtosDBInput(self, unused_blob_in, blob_out, batch_size, db, db_type,
+                            **kwargs):
+        """Read batches of `db` into `blob_out` (brew.db_input: the reader is opened in
+        param_init_net); pass no input blobs, as in Caffe2."""
+        from c2compile.helpers.db_input import db_input
+        assert len(unused_blob_in) == 0, (
+            "You cannot pass a reader to model_helper.TensorProtosDBInput; use "
+            "model.net.TensorProtosDBInput to create the op.")
+        return db_input(self, blob_out, batch_size, db, db_type, **kwargs)
+
     # -- gradients
     def AddGradientOperators(self, *args, **kwargs):
         """`net.AddGradientOperators(...)`, once; records each parameter's gradient in

@@ -133,34 +133,37 @@ def ArgsToDict(args) -> dict:
 _INT32_HOLDER = {_TP.BOOL, _TP.UINT8, _TP.INT8, _TP.UINT16, _TP.INT16, _TP.FLOAT16}
 
 
-def Caffe2TensorToNumpyArray(tensor: caffe2_pb2.TensorProto) -> np.ndarray:
-    """The numpy array a TensorProto holds, for every tensor DataType.
+def tensor_proto_values(tensor: caffe2_pb2.TensorProto, count: int | None = None) -> np.ndarray:
+    """The flat values a TensorProto holds, read as Caffe2's C++ deserializer reads them.
 
-    Unlike Caffe2's Python helper (float/double/int types only, INT32 read as int64) this
-    follows Caffe2's C++ deserializer: INT32 stays int32, BYTE reads byte_data as uint8,
-    STRING gives an object array of bytes, byte_data holders and bfloat16 raw_data work.
+    For a chunk of a larger tensor (one with a `segment`) these are the segment's values.
+    With `count`, a proto holding another number of values is a ValueError (Caffe2 enforces
+    the field size too). STRING gives an object array of bytes.
     """
     dt = tensor.data_type
-    shape = tuple(tensor.dims)
-    if tensor.HasField("segment"):
-        seg = tensor.segment
-        n = seg.end - seg.begin
-        if n != int(np.prod(shape, dtype=np.int64)):
-            raise ValueError(f"TensorProto '{tensor.name}' is a chunk (segment [{seg.begin}, "
-                             f"{seg.end}) of a {list(shape)} tensor); join the chunks first")
     if dt == _TP.STRING:
-        return np.array(list(tensor.string_data), dtype=object).reshape(shape)
-    if dt in (_TP.UNDEFINED, _TP.ZERO_COLLISION_HASH, _TP.REBATCHING_BUFFER) or \
+        flat = np.empty(len(tensor.string_data), dtype=object)
+        flat[:] = list(tensor.string_data)
+    elif dt in (_TP.UNDEFINED, _TP.ZERO_COLLISION_HASH, _TP.REBATCHING_BUFFER) or \
             dt not in _TP.DataType.values():
         raise ValueError(f"TensorProto '{tensor.name}' has data_type {_type_name(dt)}, "
                          "which does not hold a numpy-convertible tensor")
-    dtype = dtypes.to_numpy(dt)
+    else:
+        flat = _numeric_values(tensor, dtypes.to_numpy(dt))
+    if count is not None and flat.size != count:
+        raise ValueError(f"TensorProto '{tensor.name}' holds {flat.size} {_type_name(dt)} "
+                         f"values where {count} are expected")
+    return flat
+
+
+def _numeric_values(tensor: caffe2_pb2.TensorProto, dtype: np.dtype) -> np.ndarray:
+    dt = tensor.data_type
     if tensor.data_format == _TP.FMT_BFLOAT16:
         if dt != _TP.FLOAT:
             raise ValueError(f"TensorProto '{tensor.name}': bfloat16 data for "
                              f"{_type_name(dt)}")
         bits = np.frombuffer(tensor.raw_data, dtype="<u2").astype(np.uint32) << 16
-        return bits.view(np.float32).reshape(shape)
+        return bits.view(np.float32)
     if tensor.data_format != _TP.FMT_PROTOBUF:
         raise ValueError(f"TensorProto '{tensor.name}': unknown data_format "
                          f"{tensor.data_format}")
@@ -178,28 +181,43 @@ def Caffe2TensorToNumpyArray(tensor: caffe2_pb2.TensorProto) -> np.ndarray:
         flat = np.asarray(tensor.int32_data, dtype=np.int64).astype(np.uint16).view(np.float16)
     else:  # INT32 and the small integer types and bool
         flat = np.asarray(tensor.int32_data, dtype=np.int64).astype(dtype)
-    return flat.astype(dtype, copy=True).reshape(shape)
+    return flat.astype(dtype, copy=True)
 
 
-def NumpyArrayToCaffe2Tensor(arr, name: str | None = None) -> caffe2_pb2.TensorProto:
-    """A TensorProto holding `arr`, in the fields Caffe2's C++ serializer uses by default."""
-    arr = np.asarray(arr)
-    tensor = caffe2_pb2.TensorProto()
-    tensor.dims.extend(arr.shape)
-    if name:
-        tensor.name = name
-    flat = arr.ravel()
-    if arr.dtype.kind in "OUS":
+def Caffe2TensorToNumpyArray(tensor: caffe2_pb2.TensorProto) -> np.ndarray:
+    """The numpy array a TensorProto holds, for every tensor DataType.
+
+    Unlike Caffe2's Python helper (float/double/int types only, INT32 read as int64) this
+    follows Caffe2's C++ deserializer: INT32 stays int32, BYTE reads byte_data as uint8,
+    STRING gives an object array of bytes, byte_data holders and bfloat16 raw_data work.
+    """
+    shape = tuple(tensor.dims)
+    if tensor.HasField("segment"):
+        seg = tensor.segment
+        n = seg.end - seg.begin
+        if n != int(np.prod(shape, dtype=np.int64)):
+            raise ValueError(f"TensorProto '{tensor.name}' is a chunk (segment [{seg.begin}, "
+                             f"{seg.end}) of a {list(shape)} tensor); join the chunks first")
+    return tensor_proto_values(tensor).reshape(shape)
+
+
+def set_tensor_proto_values(tensor: caffe2_pb2.TensorProto, flat: np.ndarray) -> None:
+    """Set `tensor`'s data_type and value field from the 1-D array `flat`, in the fields
+    Caffe2 1.x's C++ serializer writes by default: float_data, double_data, int64_data;
+    int32_data for INT32, BOOL, UINT8, INT8, UINT16, INT16 and FLOAT16 (as its 16-bit
+    pattern); string_data for strings (str as UTF-8). BYTE is never written (UINT8 is).
+    """
+    if flat.dtype.kind in "OUS":
         tensor.data_type = _TP.STRING
         for v in flat:
             if not isinstance(v, (bytes, str)):
                 raise ValueError(f"a STRING tensor holds bytes or str, got {type(v).__name__}")
             tensor.string_data.append(v.encode("utf-8") if isinstance(v, str) else v)
-        return tensor
+        return
     try:
-        dt = dtypes.from_numpy(arr.dtype)
+        dt = dtypes.from_numpy(flat.dtype)
     except ValueError:
-        raise ValueError(f"numpy dtype {arr.dtype} has no Caffe2 DataType (use float32/64, "
+        raise ValueError(f"numpy dtype {flat.dtype} has no Caffe2 DataType (use float32/64, "
                          "int8/16/32/64, uint8/16, bool, float16 or strings)") from None
     tensor.data_type = dt
     if dt == _TP.FLOAT:
@@ -212,6 +230,16 @@ def NumpyArrayToCaffe2Tensor(arr, name: str | None = None) -> caffe2_pb2.TensorP
         tensor.int32_data.extend(flat.view(np.uint16).tolist())
     else:
         tensor.int32_data.extend(flat.astype(np.int32).tolist())
+
+
+def NumpyArrayToCaffe2Tensor(arr, name: str | None = None) -> caffe2_pb2.TensorProto:
+    """A TensorProto holding `arr`, in the fields Caffe2's C++ serializer uses by default."""
+    arr = np.asarray(arr)
+    tensor = caffe2_pb2.TensorProto()
+    tensor.dims.extend(arr.shape)
+    if name:
+        tensor.name = name
+    set_tensor_proto_values(tensor, arr.ravel())
     return tensor
 
 

@@ -12,7 +12,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from c2compile.errors import BlobError, C2Error, OpError, UserFunctionError
-from c2compile.ops.schema import BoundOp, TensorType
+from c2compile.ops.schema import UNCHANGED, BoundOp, TensorType
 
 
 def _as_output(value):
@@ -101,4 +101,5 @@ def run_ops(ops: list[BoundOp], view) -> None:
         op.workspace = view
         outs = run_op(op, fetch_inputs(op, view.blobs))
         for name, value in zip(op.outputs, outs):
-            view.blobs[name] = value
+            if value is not UNCHANGED:
+                view.blobs[name] = value

@@ -165,8 +165,8 @@ class Workspace(BlobStore):
         view = RunView(self)
         for op in net.ops:
             reference.run_ops([op], view)
-            for o in op.outputs:
-                count = _count_non_finite(view.blobs[o])
+            for o in op.outputs:  # .get: Load(allow_incomplete) may leave an output absent
+                count = _count_non_finite(view.blobs.get(o))
                 if count:
                     stale = [i for i in op.inputs if i in was_bad]
                     why = (f"; input(s) {stale} already held NaN/inf before the run" if stale

@@ -4,4 +4,5 @@ from c2compile.ops.schema import (  # noqa: F401
 
 # Importing a family module registers its ops.
 from c2compile.ops import (  # noqa: F401,E402
-    elementwise, fill, linear, python, reduction, shape, spatial, normalization, training, utility)
+    db, elementwise, fill, linear, load_save, python, reduction, shape, spatial, normalization,
+    training, utility)

@@ -42,6 +42,16 @@ class _Required:
 
 REQUIRED: Any = _Required()
 
+
+class _Unchanged:
+    def __repr__(self) -> str:
+        return "UNCHANGED"
+
+
+# A host-only reference returns it for an output it leaves as it was: the executor writes
+# nothing, so a blob that did not exist stays absent (Load with allow_incomplete).
+UNCHANGED: Any = _Unchanged()
+
 # Argument kinds -> the Argument field Caffe2's ArgumentHelper reads them from.
 ARG_KINDS = ("int", "float", "bool", "str", "bytes", "ints", "floats", "strs", "net", "nets",
              "int_or_str")  # int_or_str: a DataType given as a number or a name ("float")
