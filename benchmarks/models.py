@@ -27,13 +27,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+# SqueezeNet 1.1's seeded stand-in weights, as an init net of GivenTensorFill ops
+from c2compile.squeezenet import init_net as squeezenet_init_net
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 MODELS = REPO.parent / "shared" / "models"
 SQUEEZENET_PB = MODELS / "squeezenet_predict.pb"
-
-# SqueezeNet 1.1: conv1 64 3x3/2; fire2..fire9 squeeze/expand widths; conv10 1000 1x1.
-SQUEEZENET_FIRES = {2: (16, 64), 3: (16, 64), 4: (32, 128), 5: (32, 128), 6: (48, 192),
-                    7: (48, 192), 8: (64, 256), 9: (64, 256)}
 
 
 @dataclasses.dataclass
@@ -128,32 +127,6 @@ def mlp(batch: int = 64, seed: int = 2) -> NetModel:
     data = np.random.default_rng(seed).random((batch, 1, 28, 28), dtype=np.float32)
     return NetModel("mlp", f"MLP 784-1568-1568-10, batch {batch}", predict,
                     _init_net("mlp_init", shapes, seed), {"data": data})
-
-
-def squeezenet_weight_shapes() -> dict[str, list[int]]:
-    shapes = {"conv1_w": [64, 3, 3, 3], "conv1_b": [64]}
-    cin = 64
-    for i, (s, e) in SQUEEZENET_FIRES.items():
-        p = f"fire{i}/"
-        shapes.update({p + "squeeze1x1_w": [s, cin, 1, 1], p + "squeeze1x1_b": [s],
-                       p + "expand1x1_w": [e, s, 1, 1], p + "expand1x1_b": [e],
-                       p + "expand3x3_w": [e, s, 3, 3], p + "expand3x3_b": [e]})
-        cin = 2 * e
-    shapes.update({"conv10_w": [1000, cin, 1, 1], "conv10_b": [1000]})
-    return shapes
-
-
-def squeezenet_init_net(seed: int = 0):
-    """MSRA weights, small random biases, each op seeded (as tests/conftest.py does)."""
-    from c2compile import core
-    net = core.Net("squeezenet_init")
-    for i, (name, shape) in enumerate(sorted(squeezenet_weight_shapes().items())):
-        with _seeded(net, i, seed):
-            if name.endswith("_w"):
-                net.MSRAFill([], name, shape=shape)
-            else:
-                net.GaussianFill([], name, shape=shape, std=0.05)
-    return _named(net, "squeezenet_init")
 
 
 def squeezenet(batch: int = 1, size: int = 224, seed: int = 3) -> NetModel:

@@ -59,10 +59,6 @@ class CompiledNet(Predictor):
         if specialise:
             self._specialise_all()
 
-    @property
-    def segments(self) -> list:
-        return self._net.compiled.segments if self._net.compiled is not None else []
-
     def _segment_types(self):
         """(segment, its input types or None) in order, by walking the shape rules."""
         known = {n: TensorType(v.shape, v.dtype) for n, v in self._ws.blobs.items()
@@ -116,17 +112,25 @@ class CompiledNet(Predictor):
 
     def params_net(self):
         """The parameters' current values as an init net of GivenTensor*Fill ops."""
-        from c2compile import core
-        net = core.Net("init_net")
-        for name in sorted(self._params):
-            value = self._ws.blobs[name]
-            if not isinstance(value, np.ndarray) or value.dtype not in _FILLS:
-                raise C2Error(f"save: parameter '{name}' ({type(value).__name__} "
-                              f"{getattr(value, 'dtype', '')}) cannot be written as a "
-                              "GivenTensor*Fill")
-            values = value.reshape(-1).tolist()
-            getattr(net, _FILLS[value.dtype])([], [name], shape=list(value.shape), values=values)
-        return net.Proto()
+        return given_fill_net({name: self._ws.blobs[name] for name in self._params})
+
+
+def given_fill_net(params, name: str = "init_net"):
+    """An init net of GivenTensor*Fill ops (one per blob, sorted by name) that recreates
+    `params` {name: array}: the form of Caffe2's model-zoo init_net.pb files."""
+    from c2compile import core
+    net = core.Net(name)
+    for blob in sorted(params):
+        value = params[blob]
+        if not isinstance(value, np.ndarray) or value.dtype not in _FILLS:
+            raise C2Error(f"save: parameter '{blob}' ({type(value).__name__} "
+                          f"{getattr(value, 'dtype', '')}) cannot be written as a "
+                          "GivenTensor*Fill")
+        values = value.reshape(-1).tolist()
+        getattr(net, _FILLS[value.dtype])([], [blob], shape=list(value.shape), values=values)
+    proto = net.Proto()
+    proto.name = name  # core.Net would number a second "init_net" of this process
+    return proto
 
 
 def compile(predict_net, init_net=None, inputs=None, backend: str = "cpu") -> CompiledNet:

@@ -1,90 +1,53 @@
 """Caffe2's "MNIST - Create a CNN from Scratch" tutorial (LeNet), with only the imports changed.
 
     from caffe2.python import brew, core, model_helper, optimizer, workspace   # Caffe2
+    import caffe2.python.predictor.predictor_exporter as pe
     from c2compile import brew, core, model_helper, optimizer, workspace       # c2compile
+    import c2compile.predictor.predictor_exporter as pe
 
-The tutorial's model, training operators (LabelCrossEntropy, AveragedLoss, gradients,
-`optimizer.build_sgd(base_learning_rate=0.1, policy="step", stepsize=1, gamma=0.999)`),
-bookkeeping (Print/Summarize to files) and its 200 iterations at batch 64, then the test
-model on held-out images. The training net is compiled: one native module runs the forward
-pass, the gradients and the SGD update; Print/Summarize run after it on the host.
+The whole tutorial flow: the data comes from LMDBs of TensorProtos (`mnist-train-nchw-lmdb`,
+`mnist-test-nchw-lmdb`, as Caffe2's make_mnist_db writes them) through TensorProtosDBInput,
+then Cast/Scale/StopGradient; the tutorial's model and training operators
+(LabelCrossEntropy, AveragedLoss, gradients, `optimizer.build_sgd(base_learning_rate=0.1,
+policy="step", stepsize=1, gamma=0.999)`), bookkeeping (Print/Summarize to files, a
+Checkpoint to LMDB every 20 iterations) and its 200 iterations at batch 64; the test model
+on the held-out DB; the deploy model exported to a minidb with predictor_exporter, the
+workspace reset, the model loaded back with prepare_prediction_net and run.
+
+The training net is compiled: native modules run the forward pass, the gradients and the SGD
+update; the DB reader, Print/Summarize and Checkpoint run on the host between them
+(`c2compile show` lists the partition).
 
 Data: real MNIST from IDX files with `--idx DIR` (train-images-idx3-ubyte[.gz] ...);
 otherwise scikit-learn's bundled handwritten digits (1797 8x8 images), upscaled to 20x20 and
-centred in 28x28 as MNIST's digits are, split 80/20. The images are fed as uint8 tensors and
-the net casts and scales them, as the tutorial's input pipeline does (its LMDB reader comes
-with c2compile's DB support).
+centred in 28x28 as MNIST's digits are, split 80/20. Either way the script first writes the
+two DBs (what `c2compile data mnist --idx DIR|--digits --out DIR` does).
 
     python examples/mnist.py [--idx DIR] [--out DIR] [--iters 200]
 
-writes the loss/accuracy curves to OUT/mnist_training.png.
+writes the DBs, the Print/Summarize files, the checkpoints, `mnist_model.minidb` and the
+loss/accuracy curves (`mnist_training.png`) under OUT.
 """
 import argparse
-import gzip
 import os
-import pathlib
-import time
+import shutil
 
 import numpy as np
 
+import c2compile.predictor.predictor_exporter as pe
 from c2compile import brew, core, model_helper, optimizer, workspace
+from c2compile.data import make_mnist_dbs
 
-BATCH = 64
-
-
-# ---------------------------------------------------------------- data
-
-def read_idx(path: pathlib.Path) -> np.ndarray:
-    """An IDX file (MNIST's format): magic 0x0000 08 <ndim>, big-endian dims, uint8 data."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        raw = f.read()
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
-        raise ValueError(f"{path}: not an IDX file of unsigned bytes")
-    ndim = raw[3]
-    dims = np.frombuffer(raw, ">u4", count=ndim, offset=4).astype(int)
-    data = np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim)
-    if data.size != int(np.prod(dims)):
-        raise ValueError(f"{path}: header says {list(dims)}, file holds {data.size} values")
-    return data.reshape(dims)
-
-
-def _idx_file(folder: pathlib.Path, stem: str) -> pathlib.Path:
-    for name in (stem, stem + ".gz"):
-        if (folder / name).exists():
-            return folder / name
-    raise FileNotFoundError(f"{folder}: no {stem}[.gz]")
-
-
-def load_mnist(folder):
-    folder = pathlib.Path(folder)
-    parts = [read_idx(_idx_file(folder, f"{s}-idx{d}-ubyte"))
-             for s, d in (("train-images", 3), ("train-labels", 1),
-                          ("t10k-images", 3), ("t10k-labels", 1))]
-    return parts[0][:, None], parts[1].astype(np.int32), parts[2][:, None], \
-        parts[3].astype(np.int32)
-
-
-def load_digits():
-    """scikit-learn's 8x8 digits as 28x28 uint8 images, shuffled and split 80/20."""
-    from scipy import ndimage
-    from sklearn.datasets import load_digits as sk_digits
-    digits = sk_digits()
-    images = digits.images / 16.0                        # 0..1
-    big = ndimage.zoom(images, (1, 20 / 8, 20 / 8), order=1)  # 20x20, like MNIST's digits
-    padded = np.zeros((len(big), 1, 28, 28))
-    padded[:, 0, 4:24, 4:24] = np.clip(big, 0, 1)
-    data = np.round(padded * 255).astype(np.uint8)
-    labels = digits.target.astype(np.int32)
-    order = np.random.default_rng(0).permutation(len(data))
-    data, labels = data[order], labels[order]
-    cut = int(0.8 * len(data))
-    return data[:cut], labels[:cut], data[cut:], labels[cut:]
+TRAIN_BATCH = 64
+CHECKPOINT_EVERY = 20
 
 
 # ---------------------------------------------------------------- the tutorial's model
 
-def AddInput(model, data_uint8, label):
+def AddInput(model, batch_size, db, db_type):
+    # load the data from the DB: one uint8 image (1x28x28) and one int32 label per record
+    data_uint8, label = model.TensorProtosDBInput(
+        [], ["data_uint8", "label"], batch_size=batch_size, db=db, db_type=db_type)
     # cast the data to float and scale it to [0, 1); no gradient flows back into the data
     data = model.Cast(data_uint8, "data", to=core.DataType.FLOAT)
     data = model.Scale(data, data, scale=float(1. / 256))
@@ -125,81 +88,119 @@ def AddBookkeepingOperators(model):
         model.Summarize(model.param_to_grad[param], [], to_file=1)
 
 
+def AddCheckpoints(model, every, db_type):
+    # the iteration count and every parameter, saved every `every` iterations to a DB
+    # named with the iteration (relative paths land in the workspace's root folder)
+    ITER = brew.iter(model, "iter")
+    model.Checkpoint([ITER] + model.params, [], db="mnist_lenet_checkpoint_%05d." + db_type,
+                     db_type=db_type, every=every)
+
+
 # ---------------------------------------------------------------- main
+
+def test_batch_size(n: int) -> int:
+    """The largest batch of at most 100 (the tutorial's) that divides the test set, so the
+    test net sees every test image exactly once (its reader wraps around at the end)."""
+    return max(b for b in range(1, min(n, 100) + 1) if n % b == 0)
+
+
+def count_records(path: str, db_type: str) -> int:
+    from c2compile.runtime.db import open_db
+    with open_db(db_type, path, "read") as db:
+        return sum(1 for _ in db.cursor())
+
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--idx", help="folder with MNIST's IDX files (default: sklearn digits)")
     ap.add_argument("--out", default=os.path.join("tutorial_files", "tutorial_mnist"),
-                    help="root folder for the Print/Summarize files and the plot")
+                    help="root folder for the DBs, Print/Summarize files, checkpoints, model")
     ap.add_argument("--iters", type=int, default=200)
+    ap.add_argument("--db-type", default="lmdb", choices=["lmdb", "minidb"])
     args = ap.parse_args(argv)
 
-    train_x, train_y, test_x, test_y = (load_mnist(args.idx) if args.idx else load_digits())
-    print(f"training images {train_x.shape}, test images {test_x.shape}")
-    os.makedirs(args.out, exist_ok=True)
-    workspace.ResetWorkspace(args.out)
+    root_folder = os.path.abspath(args.out)
+    if os.path.exists(root_folder):
+        print("Looks like you ran this before, so we need to cleanup those old files...")
+        shutil.rmtree(root_folder)
+    os.makedirs(root_folder)
+    dbs = make_mnist_dbs(root_folder, idx=args.idx, digits=args.idx is None,
+                         db_type=args.db_type)
+    workspace.ResetWorkspace(root_folder)
+    print(f"training data in {dbs['train']}, test data in {dbs['test']}")
 
     arg_scope = {"order": "NCHW"}
     train_model = model_helper.ModelHelper(name="mnist_train", arg_scope=arg_scope)
-    data, label = AddInput(train_model, "data_uint8", "label")
+    data, label = AddInput(train_model, TRAIN_BATCH, dbs["train"], args.db_type)
     softmax = AddLeNetModel(train_model, data)
     AddTrainingOperators(train_model, softmax, label)
     AddBookkeepingOperators(train_model)
+    AddCheckpoints(train_model, CHECKPOINT_EVERY, args.db_type)
 
+    n_test = count_records(dbs["test"], args.db_type)
+    test_batch = test_batch_size(n_test)
     test_model = model_helper.ModelHelper(name="mnist_test", arg_scope=arg_scope,
                                           init_params=False)
-    data, label = AddInput(test_model, "data_uint8", "label")
+    data, label = AddInput(test_model, test_batch, dbs["test"], args.db_type)
     softmax = AddLeNetModel(test_model, data)
     AddAccuracy(test_model, softmax, label)
 
-    # The batches of one epoch, reshuffled every epoch, wrapping around like a DB reader.
-    rng = np.random.default_rng(1)
+    deploy_model = model_helper.ModelHelper(name="mnist_deploy", arg_scope=arg_scope,
+                                            init_params=False)
+    AddLeNetModel(deploy_model, "data")
 
-    def batches():
-        while True:
-            order = rng.permutation(len(train_x))
-            for i in range(0, len(order) - BATCH + 1, BATCH):
-                yield train_x[order[i:i + BATCH]], train_y[order[i:i + BATCH]]
-
-    feed = batches()
+    # ---- training
     workspace.RunNetOnce(train_model.param_init_net)
-    x, y = next(feed)
-    workspace.FeedBlob("data_uint8", x)
-    workspace.FeedBlob("label", y)
     workspace.CreateNet(train_model.net, overwrite=True)
-
     loss = np.zeros(args.iters)
     accuracy = np.zeros(args.iters)
     for i in range(args.iters):
-        if i == 1:  # the first run built (or loaded from the cache) the compiled module
-            start = time.perf_counter()
         workspace.RunNet(train_model.net)
         accuracy[i] = workspace.blobs['accuracy']
         loss[i] = workspace.blobs['loss']
-        x, y = next(feed)
-        workspace.FeedBlob("data_uint8", x)
-        workspace.FeedBlob("label", y)
-    if args.iters > 1:
-        per = (time.perf_counter() - start) / (args.iters - 1)
-        print(f"{1e3 * per:.2f} ms per training iteration (after the first), with feeding "
-              "and fetching")
+        if i % 25 == 0:
+            print(f"Iter: {i}, Loss: {loss[i]:.4f}, Accuracy: {accuracy[i]:.4f}")
     print(f"last loss {loss[-1]:.4f}, last training accuracy {accuracy[-1]:.4f}")
+    checkpoints = sorted(f for f in os.listdir(root_folder) if f.startswith("mnist_lenet_"))
+    print(f"checkpoints: {', '.join(checkpoints)}")
 
-    # The test model reads the trained parameters from the workspace.
-    workspace.FeedBlob("data_uint8", test_x[:BATCH])
-    workspace.FeedBlob("label", test_y[:BATCH])
+    # ---- testing: the test model reads the trained parameters from the workspace
     workspace.RunNetOnce(test_model.param_init_net)
     workspace.CreateNet(test_model.net, overwrite=True)
-    correct = 0
-    for i in range(0, len(test_x), BATCH):
-        xb, yb = test_x[i:i + BATCH], test_y[i:i + BATCH]
-        workspace.FeedBlob("data_uint8", xb)
-        workspace.FeedBlob("label", yb)
-        workspace.RunNet(test_model.net)
-        correct += round(float(workspace.FetchBlob("accuracy")) * len(xb))
-    test_accuracy = correct / len(test_x)
-    print(f"test accuracy: {test_accuracy:.4f}")
+    test_accuracy = np.zeros(n_test // test_batch)
+    for i in range(len(test_accuracy)):
+        workspace.RunNet(test_model.net.Proto().name)
+        test_accuracy[i] = workspace.FetchBlob('accuracy')
+    print(f"test accuracy: {test_accuracy.mean():.4f} ({n_test} images, "
+          f"{len(test_accuracy)} batches of {test_batch})")
+
+    # ---- deployment: export the deploy model, reset, load it back and predict
+    pe_meta = pe.PredictorExportMeta(
+        predict_net=deploy_model.net.Proto(),
+        parameters=[str(b) for b in deploy_model.params],
+        inputs=["data"],
+        outputs=["softmax"],
+    )
+    model_path = os.path.join(root_folder, "mnist_model.minidb")
+    pe.save_to_db("minidb", model_path, pe_meta)
+    print("Deploy model saved to: " + model_path)
+    # the last data batch the test net saw, and what the trained model predicted for it
+    blob = workspace.FetchBlob("data")
+    expected = workspace.FetchBlob("softmax")
+
+    workspace.ResetWorkspace(root_folder)
+    print(f"The blobs in the workspace after reset: {workspace.Blobs()}")
+    predict_net = pe.prepare_prediction_net(model_path, "minidb")
+    print(f"The blobs in the workspace after loading the model: {workspace.Blobs()}")
+    workspace.FeedBlob("data", blob)
+    # prepare_prediction_net created (compiled) the predict net in the workspace, so RunNet
+    # runs it with the kernels the test net used (the tutorial's RunNetOnce would run it
+    # once on the numpy reference executor, equal to float rounding)
+    workspace.RunNet(predict_net)
+    softmax = workspace.FetchBlob("softmax")
+    print(f"Predicted digits of the last test batch: {softmax.argmax(axis=1)[:16]} ...")
+    print(f"The loaded model predicts what the trained one did: "
+          f"{bool(np.array_equal(softmax, expected))}")
 
     import matplotlib
     matplotlib.use("Agg")
@@ -209,11 +210,11 @@ def main(argv=None):
     ax.plot(accuracy, "r", label="accuracy")
     ax.set_xlabel("iteration")
     ax.legend(loc="upper right")
-    ax.set_title(f"LeNet training (test accuracy {test_accuracy:.3f})")
-    png = os.path.join(args.out, "mnist_training.png")
+    ax.set_title(f"LeNet training (test accuracy {test_accuracy.mean():.3f})")
+    png = os.path.join(root_folder, "mnist_training.png")
     fig.savefig(png, dpi=80)
     print(f"wrote {png}")
-    return test_accuracy
+    return test_accuracy.mean()
 
 
 if __name__ == "__main__":

@@ -25,9 +25,10 @@ def _fresh_workspace(tmp_path):
 
 MODELS = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "models"
 
-# Weights for the real SqueezeNet 1.1 predict nets: the benchmarks generate them the same way.
-from benchmarks.models import (  # noqa: E402,F401
-    SQUEEZENET_FIRES, squeezenet_init_net, squeezenet_weight_shapes)
+# Weights for the real SqueezeNet 1.1 predict nets (shared with the benchmarks and the example).
+from c2compile.squeezenet import FIRES as SQUEEZENET_FIRES  # noqa: E402,F401
+from c2compile.squeezenet import init_net as squeezenet_init_net  # noqa: E402,F401
+from c2compile.squeezenet import weight_shapes as squeezenet_weight_shapes  # noqa: E402,F401
 
 
 def load_netdef(name: str):

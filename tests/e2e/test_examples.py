@@ -44,10 +44,23 @@ def test_toy_regression_tutorial_fits_the_ground_truth():
     assert abs(B[0] - 0.5) < 0.15, out
 
 
-def test_mnist_tutorial_reaches_97_percent_on_the_digits(tmp_path):
+def test_mnist_tutorial_runs_its_whole_flow_on_the_digits(tmp_path):
+    """DBs written, trained from LMDB through TensorProtosDBInput to >= 97% test accuracy,
+    Print/Summarize files, checkpoints every 20 iterations, the deploy model exported to a
+    minidb, the workspace reset, the model loaded back with prepare_prediction_net and its
+    predictions identical to the trained model's."""
     out = run_example_args("mnist.py", "--out", str(tmp_path))
     acc = float(out.split("test accuracy: ")[1].split()[0])
     assert acc >= 0.97, out
+    assert "(360 images, 4 batches of 90)" in out
     assert (tmp_path / "mnist_training.png").stat().st_size > 1000
+    assert (tmp_path / "mnist-train-nchw-lmdb").is_dir()
     # Print/Summarize wrote their files into the workspace's root folder
     assert (tmp_path / "loss.log").exists() and (tmp_path / "conv1_w.summary").exists()
+    assert sorted(p.name for p in tmp_path.glob("mnist_lenet_checkpoint_*")) == [
+        f"mnist_lenet_checkpoint_{i:05d}.lmdb" for i in range(20, 201, 20)]
+    assert "The blobs in the workspace after reset: []" in out
+    loaded = out.split("after loading the model: ")[1].splitlines()[0]
+    for blob in ("!!META_NET_DEF", "conv1_w", "pred_b"):
+        assert f"'{blob}'" in loaded
+    assert "The loaded model predicts what the trained one did: True" in out
