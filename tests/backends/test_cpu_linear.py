@@ -116,18 +116,32 @@ def test_linear_edge_cases():
     ])
 
 
-def test_big_fc_splits_rows_between_two_threads():
-    """Above SPLIT_MACS an FC runs as two row halves in a prange (odd M: unequal halves)."""
+def test_big_fcs_split_between_two_threads():
+    """Above SPLIT_MACS an FC (or MatMul) runs as two halves in a prange, halving its bigger
+    operand: a wide output (batch 65 x 500) splits its columns (each thread half of W), a
+    tall one (601 x 101) its rows; odd sizes give unequal halves."""
     from c2compile import workspace
     from c2compile.codegen.cython.families.linear import SPLIT_MACS
     rng = np.random.default_rng(5)
-    M, K, N = 65, 800, 500
-    assert M * N * K >= SPLIT_MACS
-    x = rng.standard_normal((M, K)).astype(np.float32)
-    w = rng.standard_normal((N, K)).astype(np.float32)
-    b = rng.standard_normal(N).astype(np.float32)
-    check_cpu([Case("FC", [x, w, b], rtol=1e-4, atol=1e-3),
-               Case("FCTransposed", [x, w.T.copy(), b], rtol=1e-4, atol=1e-3)])
+    f = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
+    cases = []
+    for M, K, N in ((65, 800, 500), (601, 300, 101)):
+        assert M * N * K >= SPLIT_MACS
+        x, w, b = f(M, K), f(N, K), f(N)
+        cases += [Case("FC", [x, w, b], rtol=1e-4, atol=1e-3),
+                  Case("FCTransposed", [x, w.T.copy(), b], rtol=1e-4, atol=1e-3)]
+    # MatMul with every transpose flag: A stored K x M (trans_a), B stored N x K (trans_b)
+    for M, K, N in ((65, 800, 501), (601, 300, 100)):
+        for ta in (0, 1):
+            for tb in (0, 1):
+                a = f(K, M) if ta else f(M, K)
+                b = f(N, K) if tb else f(K, N)
+                cases.append(Case("MatMul", [a, b], dict(trans_a=ta, trans_b=tb), rtol=1e-4,
+                                  atol=1e-3))
+    check_cpu(cases)
     net = [n for n in workspace._ws().nets.values()][-1]
     (variant,) = net.compiled.segments[0].variants.values()
-    assert variant.source.count("prange(2") == 2
+    assert variant.source.count("prange(2") == 12
+    assert variant.source.count("two threads take cols [0, 250) and [250, 500)") == 2
+    assert variant.source.count("two threads take rows [0, 300) and [300, 601)") == 6
+    assert variant.source.count("two threads take cols [0, 250) and [250, 501)") == 4

@@ -75,22 +75,30 @@ def test_fc_gradient_edge_cases():
     ])
 
 
-def test_big_fc_gradient_splits_both_products_between_two_threads():
-    """Above SPLIT_MACS dW and dX each run as two row halves in a prange (odd rows: unequal
-    halves); dW's rows are W's, dX's are X's."""
+def test_big_fc_gradients_split_both_products_between_two_threads():
+    """Above SPLIT_MACS dW and dX each run as two halves in a prange (odd sizes: unequal
+    halves), halving the bigger operand: square products split rows (dW's rows are W's, dX's
+    are X's); a batch-64 FC's dW [500, 800] and dX [64, 800] split their columns."""
     from c2compile.codegen.cython.families.linear import SPLIT_MACS
     rng = np.random.default_rng(5)
-    M, K, N = 257, 255, 257
-    assert M * N * K >= SPLIT_MACS
-    x = rng.standard_normal((M, K)).astype(np.float32)
-    w = rng.standard_normal((N, K)).astype(np.float32)
-    dy = rng.standard_normal((M, N)).astype(np.float32)
-    check_cpu([Case("FCGradient", [x, w, dy], outputs=3, rtol=1e-4, atol=1e-3),
-               Case("FCTransposedGradient", [x, w.T.copy(), dy], outputs=3, rtol=1e-4,
-                    atol=1e-3)])
+    f = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
+    cases = []
+    for M, K, N in ((257, 255, 257), (64, 800, 500)):
+        assert M * N * K >= SPLIT_MACS
+        x, w, dy = f(M, K), f(N, K), f(M, N)
+        cases += [Case("FCGradient", [x, w, dy], outputs=3, rtol=1e-4, atol=1e-3),
+                  Case("FCTransposedGradient", [x, w.T.copy(), dy], outputs=3, rtol=1e-4,
+                       atol=1e-3)]
+    check_cpu(cases)
     net = list(workspace._ws().nets.values())[-1]
     (variant,) = net.compiled.segments[0].variants.values()
-    assert variant.source.count("prange(2") == 4
+    assert variant.source.count("prange(2") == 8
+    # batch 64: FC's dW [500, 800] and both dX [64, 800] split columns, FCTransposed's dW
+    # [800, 500] rows; 257 x 255: FCTransposed's dW [255, 257] splits columns, the rest rows
+    assert variant.source.count("two threads take cols [0, 400) and [400, 800)") == 3
+    assert variant.source.count("two threads take rows [0, 400) and [400, 800)") == 1
+    assert variant.source.count("two threads take cols [0, 128) and [128, 257)") == 1
+    assert variant.source.count("two threads take rows") == 4
 
 
 def _training_step(backend: str, feeds: dict):

@@ -33,7 +33,8 @@ def gemm(M: int, N: int, K: int, a: str, ta: bool, b: str, tb: bool, c: str,
     return dict(transa="T" if tb else "N", transb="T" if ta else "N",
                 m=N, n=M, k=K, a=b, lda=max(1, K if tb else N), b=a, ldb=max(1, M if ta else K),
                 c=c, ldc=max(1, N), beta=beta, M=M, N=N, K=K,
-                row_a=1 if ta else K)   # elements from one row of op(A) to the next
+                row_a=1 if ta else K,   # elements from one row of op(A) to the next
+                col_b=K if tb else 1)   # and from one column of op(B) to the next
 
 
 @kernel("FC", "FCTransposed", template="linear.pyx.j2", macro="FC")
@@ -43,7 +44,7 @@ def fc(k: KernelSpec) -> None:
     transposed = k.op.type == "FCTransposed"
     M, K, N, _ = _fc_dims(k.op, k.ins[0].shape, k.ins[1].shape, k.ins[2].shape, transposed)
     g = gemm(M, N, K, "i0", False, "i1", not transposed, "o0", beta="1.0")
-    k.vars.update(M=M, K=K, N=N, transposed=transposed, split=_split_rows(M, N, K), g=g)
+    k.vars.update(M=M, K=K, N=N, transposed=transposed, split=_split_gemm(M, N, K), g=g)
 
 
 @kernel("FCGradient", "FCTransposedGradient", template="linear.pyx.j2", macro="FCGradient")
@@ -58,16 +59,28 @@ def fc_gradient(k: KernelSpec) -> None:
           else gemm(N, K, M, "i2", True, "i0", False, "o0"))
     gx = gemm(M, K, N, "i2", False, "i1", transposed, "o2")
     k.vars.update(M=M, N=N, K=K, transposed=transposed, dx=len(k.outs) == 3,
-                  gw=gw, split_w=_split_rows(gw["M"], gw["N"], M), gx=gx,
-                  split_x=_split_rows(M, K, N),
+                  gw=gw, split_w=_split_gemm(gw["M"], gw["N"], M), gx=gx,
+                  split_x=_split_gemm(M, K, N),
                   db=k.scratch_buf(max(N, 1), np.float64).name)
 
 
 # Multiply-adds from which a GEMM is worth two threads. With OpenBLAS single-threaded
-# (config.blas_threads == 1, the default) a big FC splits X's rows between 2 OpenMP threads:
-# benchmarks/gemm_threads.py measured 64x1568->1568 at 4.1 ms on one thread and 2.3 ms split;
-# small GEMMs stay on one thread, where waking a pool costs more than it saves.
+# (config.blas_threads == 1, the default) a big GEMM is split between 2 OpenMP threads:
+# benchmarks/gemm_threads.py measured 64x1568->1568 at 4.1 ms on one thread and 2.3 ms split
+# by rows; split by columns (each thread half of W) it takes 1.8-1.9 ms against 2.3-2.6 by
+# rows in the same run. Small GEMMs stay on one thread, where waking a pool costs more than
+# it saves.
 SPLIT_MACS = 1 << 24
+
+
+def _split_gemm(M: int, N: int, K: int) -> tuple[str, int] | None:
+    """How two threads share C[M,N] = op(A) op(B): ("rows", r) gives the first thread rows
+    [0, r), ("cols", c) columns [0, c); None: one thread. Each thread reads all of one
+    operand and half of the other, so the split halves the bigger one: a batch-64 FC's
+    weights (N x K) are split by columns, and each thread streams half of them."""
+    if not _split_rows(M, N, K) and not _split_rows(N, M, K):
+        return None
+    return ("cols", N // 2) if N > M else ("rows", M // 2)
 
 
 def _split_rows(M: int, N: int, K: int) -> int:
@@ -86,7 +99,8 @@ def matmul(k: KernelSpec) -> None:
     (ra, ca), (rb, cb), (M, N) = _matmul_dims(k.op, k.ins[0].shape, k.ins[1].shape)
     ta, tb = bool(k.args.trans_a), bool(k.args.trans_b)
     K = ra if ta else ca
-    k.vars.update(M=M, N=N, K=K, g=gemm(M, N, K, "i0", ta, "i1", tb, "o0"))
+    k.vars.update(M=M, N=N, K=K, g=gemm(M, N, K, "i0", ta, "i1", tb, "o0"),
+                  split=_split_gemm(M, N, K))
 
 
 def _batch_dims(out_batch, a_batch, b_batch, a_mat, b_mat, y_mat):
