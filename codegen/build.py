@@ -44,7 +44,7 @@ import warnings
 
 from c2compile.errors import C2Error
 
-from . import cache
+from . import blas, cache
 
 EXT_SUFFIX: str = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
 
@@ -297,6 +297,12 @@ _loaded: dict[str, types.ModuleType] = {}
 _load_guard = threading.Lock()
 
 
+def _cimports_blas(path: pathlib.Path) -> bool:
+    """Whether a built module imports scipy's cython_blas when it loads (its name is in the
+    module's string table)."""
+    return blas.NAME.encode() in path.read_bytes()
+
+
 def load_so(path, module_name: str, *, sha256: str | None = None) -> types.ModuleType:
     """Load a built .so as module `module_name` (its PyInit_ name). BuildError if it is not a
     loadable module (truncated, not ELF, other platform, not matching `sha256` when given)
@@ -325,6 +331,8 @@ def load_so(path, module_name: str, *, sha256: str | None = None) -> types.Modul
         if problem:
             raise BuildError(f"cannot load native module {path}: {problem} (a corrupt or "
                              f"truncated file)")
+        if _cimports_blas(path):
+            blas.preload()  # the module's own import of it then skips scipy.linalg's package
         loader = importlib.machinery.ExtensionFileLoader(module_name, str(path))
         spec = importlib.util.spec_from_file_location(module_name, str(path), loader=loader)
         try:

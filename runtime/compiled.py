@@ -39,7 +39,8 @@ def limit_blas_threads() -> None:
     from c2compile import config
     if config.blas_threads <= 0 or _blas_threads_set == config.blas_threads:
         return
-    import scipy.linalg.cython_blas  # noqa: F401  (loads the library to control)
+    from c2compile.codegen import blas
+    blas.preload()  # loads the library to control (without scipy.linalg's package)
     from threadpoolctl import ThreadpoolController
     for lib in ThreadpoolController().lib_controllers:
         if lib.user_api == "blas" and "scipy.libs" in lib.filepath.replace("\\", "/"):

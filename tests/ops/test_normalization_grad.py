@@ -202,11 +202,14 @@ def test_spatial_bn_gradient_rule_errors():
 
 
 def _bn_shape(rng_draw, nhwc):
-    """(shape, C) of a rank-3..5 input with at least 2 values per channel (torch's rule)."""
+    """(shape, C) of a rank-3..5 input with at least 3 values per channel. Torch needs 2, but
+    with 2 the normalized pair is +-d / sqrt(d^2 / 4 + eps): flat except where d is near
+    sqrt(eps), where its curvature makes finite differences of it wrong (seen: 0.74 for an
+    exact 0.67 that torch agreed with)."""
     n, c = rng_draw(st.integers(1, 3)), rng_draw(st.integers(1, 4))
     spatial = rng_draw(st.lists(st.integers(1, 4), min_size=1, max_size=3))
-    if n * int(np.prod(spatial)) < 2:
-        spatial[0] += 1
+    if n * int(np.prod(spatial)) < 3:
+        spatial[0] += 3 - n * int(np.prod(spatial))
     return ((n, *spatial, c) if nhwc else (n, c, *spatial)), c
 
 

@@ -1,0 +1,64 @@
+"""codegen/blas.py: generated modules get scipy's cython_blas without scipy.linalg's
+package import (most of a warm cache hit in a fresh process), and scipy.linalg still
+imports and works as usual afterwards."""
+import subprocess
+import sys
+import textwrap
+
+
+def run_fresh(code: str) -> str:
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_a_compiled_net_runs_without_importing_scipy_linalg():
+    out = run_fresh("""
+        import sys
+        import numpy as np
+        from c2compile import core, workspace
+        net = core.Net("fc")
+        net.FC(["x", "w", "b"], "y")
+        workspace.FeedBlob("x", np.ones((2, 3), np.float32))
+        workspace.FeedBlob("w", np.ones((4, 3), np.float32))
+        workspace.FeedBlob("b", np.zeros(4, np.float32))
+        workspace.CreateNet(net)
+        workspace.RunNet(net)
+        assert workspace.FetchBlob("y").tolist() == [[3.0] * 4] * 2
+        assert "scipy.linalg.cython_blas" in sys.modules
+        print("scipy.linalg" in sys.modules)
+    """)
+    assert out.split() == ["False"]
+
+
+def test_scipy_linalg_imported_later_is_whole_and_shares_the_module():
+    out = run_fresh("""
+        import sys
+        from c2compile.codegen import blas
+        blas.preload()
+        preloaded = sys.modules["scipy.linalg.cython_blas"]
+        import numpy as np
+        import scipy.linalg
+        import scipy.linalg.cython_blas
+        assert scipy.linalg.cython_blas is preloaded
+        assert np.allclose(scipy.linalg.solve(2 * np.eye(3), np.ones(3)), 0.5)
+        assert not [f for f in sys.meta_path if type(f).__module__ == blas.__name__]
+        print("ok")
+    """)
+    assert out.split() == ["ok"]
+
+
+def test_preload_after_scipy_linalg_changes_nothing():
+    out = run_fresh("""
+        import sys
+        import scipy.linalg
+        from c2compile.codegen import blas
+        before = sys.modules["scipy.linalg.cython_blas"] if "scipy.linalg.cython_blas" in sys.modules else None
+        blas.preload()
+        import scipy.linalg.cython_blas
+        assert before is None or sys.modules["scipy.linalg.cython_blas"] is before
+        assert scipy.linalg.cython_blas is sys.modules["scipy.linalg.cython_blas"]
+        print("ok")
+    """)
+    assert out.split() == ["ok"]
