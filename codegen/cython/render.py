@@ -184,4 +184,5 @@ def render(plan: SegmentPlan) -> str:
         inputs=[(comment(n), shape_str(t), t.dtype) for n, t in zip(plan.inputs, plan.input_types)],
         uses_blas=any("gemm" in k["body"] for k in kernels),
         uses_prange=any("prange(" in k["body"] for k in kernels),
+        uses_sum=any("_sum_f32(" in k["body"] for k in kernels),
         uses_rng=bool(plan.seeds))
