@@ -39,16 +39,21 @@ LENET_PARAMS = ["conv1_w", "conv1_b", "conv2_w", "conv2_b", "fc3_w", "fc3_b", "p
                 "pred_b"]
 
 
-def lenet(model):
-    """Caffe2's MNIST tutorial LeNet (+ LabelCrossEntropy, AveragedLoss, accuracy)."""
-    conv1 = brew.conv(model, "data", "conv1", dim_in=1, dim_out=20, kernel=5)
+def lenet_deploy(model, data="data"):
+    """Caffe2's MNIST tutorial AddLeNetModel (what its deploy model holds); returns softmax."""
+    conv1 = brew.conv(model, data, "conv1", dim_in=1, dim_out=20, kernel=5)
     pool1 = brew.max_pool(model, conv1, "pool1", kernel=2, stride=2)
     conv2 = brew.conv(model, pool1, "conv2", dim_in=20, dim_out=50, kernel=5)
     pool2 = brew.max_pool(model, conv2, "pool2", kernel=2, stride=2)
     fc3 = brew.fc(model, pool2, "fc3", dim_in=50 * 4 * 4, dim_out=500)
     relu = brew.relu(model, fc3, "relu3")
     pred = brew.fc(model, relu, "pred", 500, 10)
-    softmax = brew.softmax(model, pred, "softmax")
+    return brew.softmax(model, pred, "softmax")
+
+
+def lenet(model):
+    """Caffe2's MNIST tutorial LeNet (+ LabelCrossEntropy, AveragedLoss, accuracy)."""
+    softmax = lenet_deploy(model)
     xent = model.LabelCrossEntropy([softmax, "label"], "xent")
     loss = model.AveragedLoss(xent, "loss")
     brew.accuracy(model, [softmax, "label"], "accuracy")

@@ -34,6 +34,7 @@ from c2compile.predictor import serde
 from c2compile.predictor.predictor_constants import predictor_constants as pc
 from c2compile.proto import caffe2_pb2, metanet_pb2
 from c2compile.runtime.db import open_db
+from tests.unit.model_testkit import lenet_deploy
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 FIXTURE = REPO / "tests" / "fixtures" / "caffe2_mlp_predictor.minidb"
@@ -85,18 +86,6 @@ def mlp(model, data="data"):
     hidden = brew.fc(model, data, "fc1", dim_in=4, dim_out=3)
     hidden = brew.relu(model, hidden, "relu1")
     pred = brew.fc(model, hidden, "fc2", dim_in=3, dim_out=2)
-    return brew.softmax(model, pred, "softmax")
-
-
-def lenet_deploy(model, data="data"):
-    """The MNIST tutorial's AddLeNetModel (what its deploy model holds)."""
-    conv1 = brew.conv(model, data, "conv1", dim_in=1, dim_out=20, kernel=5)
-    pool1 = brew.max_pool(model, conv1, "pool1", kernel=2, stride=2)
-    conv2 = brew.conv(model, pool1, "conv2", dim_in=20, dim_out=50, kernel=5)
-    pool2 = brew.max_pool(model, conv2, "pool2", kernel=2, stride=2)
-    fc3 = brew.fc(model, pool2, "fc3", dim_in=50 * 4 * 4, dim_out=500)
-    relu = brew.relu(model, fc3, "relu3")
-    pred = brew.fc(model, relu, "pred", 500, 10)
     return brew.softmax(model, pred, "softmax")
 
 
