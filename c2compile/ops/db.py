@@ -23,8 +23,6 @@ tensor_protos_db_input.h + prefetch_op.h, caffe2/operators/load_save_op.h DBExis
 """
 from __future__ import annotations
 
-import os
-
 import numpy as np
 from google.protobuf.message import DecodeError
 
@@ -53,8 +51,7 @@ def full_db_name(ctx, name: str, absolute_path: bool) -> str:
     two with "/", so an absolute name lands below the root folder too)."""
     if absolute_path:
         return name
-    root = getattr(ctx.workspace, "root_folder", None) or os.getcwd()
-    return root + "/" + name
+    return ctx.root_folder + "/" + name
 
 
 # ----------------------------------------------------------------------------- CreateDB

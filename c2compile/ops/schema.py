@@ -24,6 +24,7 @@ Passes and runtimes are generic: they look the op up with `get_op(type)` and ask
 from __future__ import annotations
 
 import dataclasses
+import os
 import difflib
 from types import SimpleNamespace
 from typing import Any, Callable, Iterable, Sequence
@@ -349,6 +350,12 @@ class BoundOp:
 
     def arg(self, name: str):
         return getattr(self.args, name)
+
+    @property
+    def root_folder(self) -> str:
+        """The workspace's root folder (Caffe2's ws->RootFolder()), or the current directory:
+        where Print/Summarize files and relative DB paths go."""
+        return getattr(self.workspace, "root_folder", None) or os.getcwd()
 
     # -- randomness: one generator per op, seeded by DeviceOption.random_seed when set
     @property

@@ -29,12 +29,6 @@ _OTHER_NAMES = {
 }
 
 
-def _root_folder(ctx) -> str:
-    """The workspace's root folder (Caffe2's ws->RootFolder()), or the current directory."""
-    root = getattr(ctx.workspace, "root_folder", None)
-    return root or os.getcwd()
-
-
 def _state(ctx) -> dict:
     """Per-op state kept on the bound op across runs (run counter, file opened yet)."""
     return ctx.state.setdefault("utility", {"runs": 0, "opened": False})
@@ -127,7 +121,7 @@ def print_(ctx, x):
     _check_printable(ctx, TensorType(x.shape, x.dtype))
     line = print_line(name, x, ctx.args.limit)
     if ctx.args.to_file:
-        _write_line(ctx, os.path.join(_root_folder(ctx), name + ".log"), line)
+        _write_line(ctx, os.path.join(ctx.root_folder, name + ".log"), line)
     else:
         sys.stdout.write(line.decode("utf-8", errors="replace"))
         sys.stdout.flush()
@@ -167,5 +161,5 @@ def summarize(ctx, x):
     if ctx.args.to_file:
         name = ctx.inputs[0].replace("/", "#")
         line = b" ".join(b"%g" % float(v) for v in stats) + b"\n"
-        _write_line(ctx, os.path.join(_root_folder(ctx), name + ".summary"), line)
+        _write_line(ctx, os.path.join(ctx.root_folder, name + ".summary"), line)
     return (stats,)[:ctx.num_outputs]
