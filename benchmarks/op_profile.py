@@ -1,11 +1,12 @@
-"""Where a LeNet training step's time goes: each op of the train net compiled alone.
+"""Where a net's time goes: each op of a benchmark net compiled alone.
 
-    python -m benchmarks.op_profile [--batch 64] [--runs 20] [--top 15]
+    python -m benchmarks.op_profile [--model lenet_train|lenet|mlp|squeezenet]
+                                    [--batch N] [--runs 20] [--top 15]
 
-Runs the whole compiled step once (so every blob exists), then makes each op its own
+Runs the whole compiled net once (so every blob exists), then makes each op its own
 one-op net (compiled like any net: one Cython module per op) and times it over `--runs`
-RunNets. Prints the best time of the whole step, then the ops by their best time. The
-per-op times sum to more than the step (each one-op net pays RunNet's own overhead, and its
+RunNets. Prints the best time of the whole net, then the ops by their best time. The
+per-op times sum to more than the net (each one-op net pays RunNet's own overhead, and its
 inputs are cold in cache), so read them as shares, not as a decomposition. Best times, not
 medians: on a shared machine the best run is the one least disturbed by neighbours.
 """
@@ -28,30 +29,44 @@ def best_time(fn, runs: int) -> float:
     return best
 
 
-def main(argv=None) -> None:
+def _setup(name: str, batch: int | None):
+    """(the net to profile, its feeds) with the model's parameters in the workspace."""
     from benchmarks import models
+    if name == "lenet_train":
+        model = models.lenet_train(batch or 64)
+        workspace.RunNetOnce(model.init)
+        return model.train, {"data": model.data, "label": model.label}
+    build = {"lenet": models.lenet, "mlp": models.mlp, "squeezenet": models.squeezenet}[name]
+    model = build(**({"batch": batch} if batch else {}))
+    for blob, value in models.run_init(model.init).items():
+        workspace.FeedBlob(blob, value)
+    return model.predict, model.inputs
+
+
+def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--model", default="lenet_train",
+                    choices=["lenet_train", "lenet", "mlp", "squeezenet"])
+    ap.add_argument("--batch", type=int, default=None, help="default: the benchmark's")
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--top", type=int, default=15)
     args = ap.parse_args(argv)
 
-    model = models.lenet_train(args.batch)
     workspace.SwitchWorkspace("op-profile", True)
     workspace.ResetWorkspace()
-    workspace.RunNetOnce(model.init)
-    workspace.FeedBlob("data", model.data)
-    workspace.FeedBlob("label", model.label)
-    workspace.CreateNet(model.train)
-    step = best_time(lambda: workspace.RunNet(model.train.name), args.runs)
-    print(f"whole step: {step * 1e3:.2f} ms (best of {args.runs})")
+    net, feeds = _setup(args.model, args.batch)
+    for blob, value in feeds.items():
+        workspace.FeedBlob(blob, value)
+    workspace.CreateNet(net)
+    whole = best_time(lambda: workspace.RunNet(net.name), args.runs)
+    print(f"whole net: {whole * 1e3:.2f} ms (best of {args.runs})")
 
     rows = []
-    for i, op in enumerate(model.train.op):
-        net = caffe2_pb2.NetDef(name=f"op_profile_{i}")
-        net.op.add().CopyFrom(op)
-        workspace.CreateNet(net, overwrite=True)
-        rows.append((best_time(lambda: workspace.RunNet(net.name), args.runs), i, op))
+    for i, op in enumerate(net.op):
+        one = caffe2_pb2.NetDef(name=f"op_profile_{i}")
+        one.op.add().CopyFrom(op)
+        workspace.CreateNet(one, overwrite=True)
+        rows.append((best_time(lambda: workspace.RunNet(one.name), args.runs), i, op))
     rows.sort(key=lambda r: -r[0])
     for t, i, op in rows[:args.top]:
         print(f"{t * 1e3:8.3f} ms  op #{i} {op.type} -> {', '.join(op.output)}")

@@ -6,9 +6,12 @@ itself loads in ~25 ms, but `scipy/linalg/__init__.py` pulls in most of scipy (~
 that was most of a warm cache hit in a fresh process (LeNet: ~200 ms of which ~175 ms was
 this import). `preload()` loads the extension from its file under its own name and registers
 it in `sys.modules`, where the generated modules' import finds it without running the
-package. A later `import scipy.linalg` still runs the package as usual and gets this same
-module object for `scipy.linalg.cython_blas`; a one-shot import hook then sets it as the
-package's attribute, as the plain import would have.
+package. (`scipy/__init__.py` itself still runs, ~10-20 ms: the Cython utility module
+that cython_blas imports, `scipy._cyutility`, imports its parent package when it loads.)
+
+A later `import scipy.linalg` still runs the package as usual and gets this same module
+object from `sys.modules`; a one-shot import hook then sets it as the package's attribute, as
+the plain import would have.
 """
 from __future__ import annotations
 
@@ -23,13 +26,15 @@ NAME = "scipy.linalg.cython_blas"
 _lock = threading.Lock()
 
 
-def _extension_file() -> pathlib.Path | None:
+def _extension_file(name: str) -> pathlib.Path | None:
+    """The file of extension module `name` (scipy.a.b) under scipy's package folder."""
     spec = importlib.util.find_spec("scipy")  # finds the package without importing it
     if spec is None or not spec.submodule_search_locations:
         return None
+    parts = name.split(".")[1:]
     for folder in spec.submodule_search_locations:
         for suffix in importlib.machinery.EXTENSION_SUFFIXES:
-            path = pathlib.Path(folder, "linalg", "cython_blas" + suffix)
+            path = pathlib.Path(folder, *parts[:-1], parts[-1] + suffix)
             if path.is_file():
                 return path
     return None
@@ -45,7 +50,7 @@ def preload() -> None:
     with _lock:
         if NAME in sys.modules:
             return
-        path = _extension_file()
+        path = _extension_file(NAME)
         if path is None:
             importlib.import_module(NAME)
             return
@@ -54,19 +59,23 @@ def preload() -> None:
         module = importlib.util.module_from_spec(spec)
         loader.exec_module(module)
         sys.modules[NAME] = module
-        package = sys.modules.get("scipy.linalg")
+        parent, _, attr = NAME.rpartition(".")
+        package = sys.modules.get(parent)
         if package is not None:
-            package.cython_blas = module
+            setattr(package, attr, module)
         else:
-            sys.meta_path.insert(0, _SetAttributeOnImport())
+            sys.meta_path.insert(0, _SetAttributeOnImport(parent, attr))
 
 
 class _SetAttributeOnImport(importlib.abc.MetaPathFinder):
-    """When `scipy.linalg` is imported later, give it its `cython_blas` attribute (the plain
-    import of the submodule sets it; preload bypassed that). Removes itself once used."""
+    """When package `parent` is imported later, give it its `attr` submodule attribute (the
+    plain import of the submodule sets it; preload bypassed that). Removes itself once used."""
+
+    def __init__(self, parent: str, attr: str):
+        self.parent, self.attr = parent, attr
 
     def find_spec(self, fullname, path=None, target=None):
-        if fullname != "scipy.linalg":
+        if fullname != self.parent:
             return None
         sys.meta_path.remove(self)
         spec = importlib.util.find_spec(fullname)
@@ -74,6 +83,36 @@ class _SetAttributeOnImport(importlib.abc.MetaPathFinder):
 
         def exec_and_attach(module):
             exec_module(module)
-            module.cython_blas = sys.modules[NAME]
+            setattr(module, self.attr, sys.modules[f"{self.parent}.{self.attr}"])
         spec.loader.exec_module = exec_and_attach
         return spec
+
+
+# OpenBLAS's thread-count setter under the names scipy's wheels (scipy-openblas, symbols
+# prefixed, maybe 64-bit suffixed) and plain OpenBLAS builds export it.
+_SETTERS = ("scipy_openblas_set_num_threads", "scipy_openblas_set_num_threads64_",
+            "openblas_set_num_threads", "openblas_set_num_threads64_")
+
+
+def set_threads(n: int) -> bool:
+    """Set the thread count of the OpenBLAS that scipy's wheel bundles (in `scipy.libs`,
+    loaded by `preload`) straight through its C setter. False when there is no such library
+    (scipy linked against another BLAS): the caller then asks threadpoolctl, which finds any
+    BLAS but costs ~12 ms of a warm cache hit to scan the process's libraries."""
+    import ctypes
+    spec = importlib.util.find_spec("scipy")
+    if spec is None or not spec.submodule_search_locations:
+        return False
+    for folder in spec.submodule_search_locations:
+        for path in sorted(pathlib.Path(folder).parent.joinpath("scipy.libs").glob("*openblas*.so*")):
+            try:
+                lib = ctypes.CDLL(str(path))  # already loaded: dlopen hands back that copy
+            except OSError:
+                continue
+            for symbol in _SETTERS:
+                setter = getattr(lib, symbol, None)
+                if setter is not None:
+                    setter.argtypes, setter.restype = [ctypes.c_int], None
+                    setter(n)
+                    return True
+    return False

@@ -278,6 +278,44 @@ def build_module(source: str, *, name_hint: str = "net", portable: bool = False,
     return module
 
 
+def _plan_alias(plan_digest: str) -> str:
+    """The cache alias under which a plan digest (render.plan_digest) records the module key
+    its source was built under: the digest plus what the key holds besides the source,
+    except the probed compiler version (probing costs a subprocess; a module built by the
+    same $CC before an upgrade is still a correct build of this source)."""
+    return _digest({**_static_inputs(False), "plan": plan_digest, "CC": os.environ.get("CC")})
+
+
+def module_for_plan(plan_digest: str) -> types.ModuleType | None:
+    """The module built on this machine for the plan with this digest, loaded from the memory
+    or disk cache without its source (a warm hit renders nothing); None if there is no such
+    trustworthy entry (the caller then renders and builds as usual)."""
+    if not cache.enabled():
+        return None
+    key = cache.read_alias(_plan_alias(plan_digest))
+    if key is None:
+        return None
+    with cache.key_lock(key):
+        module = cache.memory_get(key)
+        if module is not None:
+            cache.counters["memory_hit"] += 1
+            return module
+        so = cache.entry_dir(key) / (module_name(key) + EXT_SUFFIX)
+        if cache.check_entry(so.parent, key, so.name) is not None:
+            return None
+        module = load_so(so, module_name(key))
+        cache.memory_put(key, module)
+        cache.counters["hit"] += 1
+    return module
+
+
+def remember_plan(plan_digest: str, source: str) -> None:
+    """Record that the plan with this digest renders to `source` (built with build_module)."""
+    if cache.enabled():
+        with contextlib.suppress(OSError):
+            cache.write_alias(_plan_alias(plan_digest), cache_key(source, False))
+
+
 def build_to(source: str, out_dir, *, portable: bool) -> pathlib.Path:
     """Build (or take from the cache) the .so for `source` and copy it, with its .pyx, into
     `out_dir`, for exported artifacts. Returns the .so path (its name is the module name plus

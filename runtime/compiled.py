@@ -41,10 +41,11 @@ def limit_blas_threads() -> None:
         return
     from c2compile.codegen import blas
     blas.preload()  # loads the library to control (without scipy.linalg's package)
-    from threadpoolctl import ThreadpoolController
-    for lib in ThreadpoolController().lib_controllers:
-        if lib.user_api == "blas" and "scipy.libs" in lib.filepath.replace("\\", "/"):
-            lib.set_num_threads(config.blas_threads)
+    if not blas.set_threads(config.blas_threads):
+        from threadpoolctl import ThreadpoolController
+        for lib in ThreadpoolController().lib_controllers:
+            if lib.user_api == "blas" and "scipy.libs" in lib.filepath.replace("\\", "/"):
+                lib.set_num_threads(config.blas_threads)
     _blas_threads_set = config.blas_threads
 
 
@@ -66,7 +67,16 @@ class Variant:
     module: Any
     program: Any
     outputs: dict[str, np.ndarray]
-    source: str
+    _source: str | None = None
+
+    @property
+    def source(self) -> str:
+        """The generated source (rendered on first use when the module came from a plan
+        digest's cache hit)."""
+        if self._source is None:
+            from c2compile.codegen.cython.render import render
+            self._source = render(self.plan)
+        return self._source
 
 
 class CythonSegment:
@@ -172,18 +182,26 @@ class CythonSegment:
 
     def specialise(self, types: list[TensorType], module=None) -> Variant | ReferenceSegment:
         """Build (or take `module`, loaded from a saved artifact) the variant for `types`."""
-        from c2compile.codegen.build import build_module
+        from c2compile.codegen import build
         from c2compile.codegen.cython.lowering import Unsupported
-        from c2compile.codegen.cython.render import render
+        from c2compile.codegen.cython.render import plan_digest, render
         key = self.signature(types)
         try:
             plan = self.plan(types)
         except Unsupported as e:
             variant = self.variants[key] = ReferenceSegment(self.ops, f"no kernel for these types: {e}")
             return variant
-        source = render(plan)
+        source = None
         if module is None:
-            module = build_module(source, name_hint=self.name)
+            # A warm hit: the module this plan's source was built into, found by the plan's
+            # digest without rendering the source (nor importing jinja2).
+            digest = plan_digest(plan)
+            module = build.module_for_plan(digest) if digest else None
+            if module is None:
+                source = render(plan)
+                module = build.build_module(source, name_hint=self.name)
+                if digest:
+                    build.remember_plan(digest, source)
         limit_blas_threads()
         buffers = tuple(np.empty(s.shape, s.dtype) for s in plan.slots)
         fresh = np.random.default_rng()

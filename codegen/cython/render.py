@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
+import json
 import pathlib
+from types import SimpleNamespace
 
-import jinja2
 import numpy as np
 
 from c2compile.codegen.cython.lowering import (
@@ -116,6 +118,65 @@ def plan_segment(name: str, ops: list[BoundOp], input_types: dict[str, TensorTyp
     return SegmentPlan(name, inputs, [types[b] for b in inputs], slots, outputs, steps, seeds)
 
 
+@functools.lru_cache(maxsize=None)
+def _renderer_digest() -> str:
+    """sha256 of everything besides the plan that `render` reads: this file (filters,
+    `render` itself) and the templates."""
+    h = hashlib.sha256(pathlib.Path(__file__).read_bytes())
+    for path in sorted(TEMPLATES.glob("*.j2")):
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
+def _canon(value):
+    """`value` as JSON that pins it down exactly, tuples told from lists (a template may
+    print either). TypeError for anything whose text would not (an object's repr, an
+    abbreviated array): that plan then has no digest."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (np.integer, np.floating, np.bool_)):
+        return {"np": type(value).__name__, "v": value.item()}
+    if isinstance(value, list):
+        return [_canon(v) for v in value]
+    if isinstance(value, tuple):
+        return {"tuple": [_canon(v) for v in value]}
+    if isinstance(value, dict):
+        return {"dict": [[_canon(k), _canon(v)] for k, v in value.items()]}
+    if isinstance(value, (set, frozenset)):
+        return {"set": sorted(map(repr, value))}
+    if isinstance(value, np.dtype):
+        return {"dtype": value.str}
+    if isinstance(value, bytes):
+        return {"bytes": value.hex()}
+    if isinstance(value, SimpleNamespace):
+        return {"ns": _canon(vars(value))}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {type(value).__name__: _canon(
+            {f.name: getattr(value, f.name) for f in dataclasses.fields(value)})}
+    raise TypeError(f"{type(value).__name__} in a plan")
+
+
+def plan_digest(plan: SegmentPlan) -> str | None:
+    """A key for the source `render(plan)` gives, computed without rendering (so without
+    importing jinja2: a warm cache hit's biggest cost in a fresh process). It covers the
+    renderer and templates (`_renderer_digest`), this c2compile's version and everything of
+    the plan the templates can read: each step's op (NetDef proto, index, parsed arguments),
+    kernel and spec. None if some value has no exact text form (that plan is always
+    rendered)."""
+    from c2compile import __version__
+    steps = [(s.op.index, s.op.proto.SerializeToString(deterministic=True), s.op.args,
+              s.kernel.types, s.kernel.template, s.kernel.macro, s.spec.ins, s.spec.outs,
+              s.spec.scratch, s.spec.vars, s.spec.errors, s.spec.rng, s.args, s.rng_index)
+             for s in plan.steps]
+    body = (__version__, _renderer_digest(), plan.inputs, plan.input_types, plan.slots,
+            len(plan.seeds), steps)
+    try:
+        text = json.dumps(_canon(body))
+    except (TypeError, ValueError):
+        return None
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def comment(text) -> str:
     """Untrusted text (blob, op, net names) made safe for one `#` comment line."""
     return ascii(str(text))[1:-1]
@@ -128,6 +189,7 @@ def shape_str(buf: Buf | TensorType) -> str:
 def _bytecode_cache():
     """Compiled templates kept beside the module cache: compiling them costs a fresh
     process ~0.3 s, which a warm cache hit should not pay. None when the dir is unusable."""
+    import jinja2
     from c2compile.codegen import cache
     try:
         d = cache.cache_dir() / "jinja"
@@ -138,7 +200,8 @@ def _bytecode_cache():
 
 
 @functools.lru_cache(maxsize=None)
-def environment() -> jinja2.Environment:
+def environment() -> "jinja2.Environment":  # noqa: F821 - imported here, not at module level
+    import jinja2  # ~40 ms: only when something is rendered (see plan_digest)
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
                              trim_blocks=True, lstrip_blocks=True, autoescape=False,

@@ -5,6 +5,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 
 def run_fresh(code: str) -> str:
     proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
@@ -62,3 +64,23 @@ def test_preload_after_scipy_linalg_changes_nothing():
         print("ok")
     """)
     assert out.split() == ["ok"]
+
+
+def test_set_threads_reaches_scipys_openblas_and_only_it():
+    out = run_fresh("""
+        from threadpoolctl import threadpool_info
+        from c2compile.codegen import blas
+        blas.preload()
+        def counts():
+            return {("scipy" if "scipy.libs" in i["filepath"] else "other"): i["num_threads"]
+                    for i in threadpool_info() if i["user_api"] == "blas"}
+        before = counts().get("other")
+        found = blas.set_threads(1)
+        one = counts()
+        blas.set_threads(2)
+        print(found, one.get("scipy"), counts().get("scipy"), counts().get("other") == before)
+    """)
+    found, one, two, others_kept = out.split()
+    if found == "False":
+        pytest.skip("this scipy links another BLAS (limit_blas_threads uses threadpoolctl)")
+    assert (one, two, others_kept) == ("1", "2", "True")
