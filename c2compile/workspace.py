@@ -259,7 +259,9 @@ class Predictor:
         predict = _copy(predict)
         if not predict.name:
             predict.name = "predict_net"
-        self._net = self._ws.create_net(predict, check_inputs=set(self.input_names))
+        # only the outputs leave a Predictor: its other blobs are the compiler's to fold away
+        self._net = self._ws.create_net(predict, check_inputs=set(self.input_names),
+                                        observed=set(self.output_names))
 
     @property
     def segments(self) -> list:

@@ -80,12 +80,16 @@ class Variant:
 
 
 class CythonSegment:
-    """A run of ops with Cython kernels, one compiled variant per input signature."""
+    """A run of ops with Cython kernels, one compiled variant per input signature.
+
+    `private`: blobs the segment writes whose final values nobody outside it will read (see
+    PartitionedNet): they are not written back to the workspace, and their buffers are the
+    compiler's to fold away (passes/fusion.py)."""
     compiled = True
 
-    def __init__(self, name: str, ops: list[BoundOp]):
+    def __init__(self, name: str, ops: list[BoundOp], private: frozenset[str] = frozenset()):
         from c2compile.codegen.cython.lowering import host_inputs
-        self.name, self.ops = name, ops
+        self.name, self.ops, self.private = name, ops, frozenset(private)
         written: set[str] = set()
         self.inputs: list[str] = []          # tensors the program reads, in order
         self.host_reads: list[str] = []      # blobs only the runtime reads (mutexes)
@@ -178,7 +182,7 @@ class CythonSegment:
     def plan(self, types: list[TensorType]):
         """The plan for these input types (raises Unsupported when some op can't compile)."""
         from c2compile.codegen.cython.render import plan_segment
-        return plan_segment(self.name, self.ops, dict(zip(self.inputs, types)))
+        return plan_segment(self.name, self.ops, dict(zip(self.inputs, types)), self.private)
 
     def specialise(self, types: list[TensorType], module=None) -> Variant | ReferenceSegment:
         """Build (or take `module`, loaded from a saved artifact) the variant for `types`."""
@@ -213,8 +217,13 @@ class CythonSegment:
         return variant
 
 
-def partition(ops: list[BoundOp], net_name: str) -> list:
-    """Maximal runs of ops with kernels become CythonSegments; the rest run on the reference."""
+def partition(ops: list[BoundOp], net_name: str, observed: set[str] | None = None) -> list:
+    """Maximal runs of ops with kernels become CythonSegments; the rest run on the reference.
+
+    `observed`: the blobs anyone may read after a run (a Predictor's outputs); None means
+    every blob the net writes (workspace.RunNet: Caffe2 lets a user fetch any of them).
+    A compiled segment's other blobs are private to it unless another segment reads them
+    or it reads them itself before writing them (state kept from one run to the next)."""
     from c2compile.codegen.cython.lowering import has_kernel
     segments: list = []
     run: list[BoundOp] = []
@@ -232,7 +241,18 @@ def partition(ops: list[BoundOp], net_name: str) -> list:
             segments.append(ReferenceSegment([op], why))
     if run:
         segments.append(CythonSegment(f"{net_name}:{len(segments)}", run))
+    if observed is not None:
+        for seg in segments:
+            if isinstance(seg, CythonSegment):
+                seg.private = _private_blobs(seg, [s for s in segments if s is not seg], observed)
     return segments
+
+
+def _private_blobs(seg: CythonSegment, others: list, observed: set[str]) -> frozenset[str]:
+    read_elsewhere = {b for other in others for op in other.ops for b in op.inputs}
+    written = {b for op in seg.ops for b in op.outputs}
+    return frozenset(written - set(observed) - read_elsewhere - set(seg.inputs)
+                     - set(seg.host_reads))
 
 
 def format_type(shape, dtype) -> str:
@@ -270,9 +290,9 @@ def describe_partition(segments, variants: bool = True, source: bool = False) ->
 class PartitionedNet:
     """A created net whose CPU ops run through compiled segments and reference fallbacks."""
 
-    def __init__(self, ops: list[BoundOp], name: str):
+    def __init__(self, ops: list[BoundOp], name: str, observed: set[str] | None = None):
         self.name = name
-        self.segments = partition(ops, name)
+        self.segments = partition(ops, name, observed)
         if len(self.segments) == 1 and self.segments[0].compiled:
             # One compiled segment checks its inputs before anything runs, so it can write
             # straight into the workspace: RunNet calls the segment with no layer between.

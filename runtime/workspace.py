@@ -74,14 +74,14 @@ class CreatedNet:
     for other devices run on the reference executor until their backend lands.
     """
 
-    def __init__(self, netdef):
+    def __init__(self, netdef, observed: set[str] | None = None):
         from c2compile import config
         from c2compile.runtime.compiled import PartitionedNet
         self.netdef = netdef
         self.name = netdef.name
         self.ops = bind_net(netdef)
         on_cpu = all(op.proto.device_option.device_type == 0 for op in self.ops)
-        self.compiled = (PartitionedNet(self.ops, self.name)
+        self.compiled = (PartitionedNet(self.ops, self.name, observed)
                          if config.backend == "cpu" and on_cpu and self.ops else None)
         if self.compiled is not None:
             self.run = self.compiled.run  # RunNet's hot path: no dispatch layer per run
@@ -104,11 +104,14 @@ class Workspace(BlobStore):
         self.blobs.update(view.blobs.writes)
 
     def create_net(self, netdef, overwrite: bool = False,
-                   check_inputs: set[str] | None = None) -> CreatedNet:
+                   check_inputs: set[str] | None = None,
+                   observed: set[str] | None = None) -> CreatedNet:
         """Bind `netdef` and keep it under its name.
 
         With `check_inputs` (a set of names that will be fed later), every blob an op reads
         must exist now, be in that set, or be written by an earlier op, as Caffe2 enforced.
+        `observed`: the only blobs anyone reads after a run (a Predictor's outputs); the
+        others need not reach the workspace (None: all of them do, as in Caffe2).
         """
         name = netdef.name
         if not name:
@@ -116,7 +119,7 @@ class Workspace(BlobStore):
         if name in self.nets and not overwrite:
             raise NetError(f"net '{name}' already exists in workspace '{self.name}'; "
                            "pass overwrite=True to replace it")
-        net = CreatedNet(netdef)
+        net = CreatedNet(netdef, observed)
         if check_inputs is not None:
             self._check_inputs_exist(net.ops, check_inputs)
         self.nets[name] = net

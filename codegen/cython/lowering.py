@@ -87,6 +87,9 @@ class KernelSpec:
     vars: dict[str, Any] = dataclasses.field(default_factory=dict)
     errors: dict[int, str] = dataclasses.field(default_factory=dict)
     rng: bool = False
+    # An activation folded into this kernel ("Relu": every output value becomes max(y, 0)),
+    # set by the fusion pass for kernels registered with `epilogues`; the body applies it.
+    epilogue: str | None = None
 
     @property
     def index(self) -> int:
@@ -124,16 +127,20 @@ class Kernel:
     # buffer and no `k.ins` entry; the segment checks they exist and locks a mutex among
     # them for its run.
     host_inputs: tuple[int, ...] = ()
+    # Activations the body can apply to its (single) output (KernelSpec.epilogue).
+    epilogues: tuple[str, ...] = ()
 
 
 _KERNELS: dict[str, Kernel] = {}
 
 
 def kernel(*types: str, template: str, macro: str | None = None,
-           supports: Callable[[BoundOp], bool] | None = None, host_inputs: tuple = ()):
+           supports: Callable[[BoundOp], bool] | None = None, host_inputs: tuple = (),
+           epilogues: tuple = ()):
     """Register `prepare` as the Cython kernel of op `types` (see the module docstring)."""
     def register(prepare):
-        k = Kernel(types, template, macro, prepare, supports, tuple(host_inputs))
+        k = Kernel(types, template, macro, prepare, supports, tuple(host_inputs),
+                   tuple(epilogues))
         for t in types:
             if t in _KERNELS:
                 raise ValueError(f"two Cython kernels for op {t}")
@@ -163,8 +170,17 @@ def host_inputs(op: BoundOp) -> tuple[int, ...]:
     return k.host_inputs if k is not None else ()
 
 
-def lower(op: BoundOp, in_types: list[TensorType], out_types: list[TensorType]) -> tuple[Kernel, KernelSpec]:
-    """The kernel and its prepared spec for `op` with these (fully known) types.
+def epilogues(op: BoundOp) -> tuple[str, ...]:
+    """The activations `op`'s kernel can fold in (see Kernel.epilogues)."""
+    _load_families()
+    k = _KERNELS.get(op.type)
+    return k.epilogues if k is not None else ()
+
+
+def lower(op: BoundOp, in_types: list[TensorType], out_types: list[TensorType],
+          epilogue: str | None = None) -> tuple[Kernel, KernelSpec]:
+    """The kernel and its prepared spec for `op` with these (fully known) types, with
+    `epilogue` (one of its kernel's `epilogues`) folded in.
 
     Raises Unsupported where the kernel does not cover this instance.
     """
@@ -175,7 +191,8 @@ def lower(op: BoundOp, in_types: list[TensorType], out_types: list[TensorType]) 
     outs = [Buf(f"o{j}", t.shape, t.dtype) for j, t in enumerate(out_types)]
     for b in ins + outs:
         b.ctype  # noqa: B018 - raises Unsupported for dtypes without a C type
-    spec = KernelSpec(op, ins, outs)
+    assert epilogue is None or epilogue in kern.epilogues, (op.type, epilogue)
+    spec = KernelSpec(op, ins, outs, epilogue=epilogue)
     kern.prepare(spec)
     return kern, spec
 

@@ -23,7 +23,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from c2compile.codegen.cython.lowering import (
-    Buf, Kernel, KernelSpec, Unsupported, host_inputs, lower)
+    Buf, Kernel, KernelSpec, Unsupported, epilogues, host_inputs, lower)
 from c2compile.ops.schema import BoundOp, TensorType
 
 TEMPLATES = pathlib.Path(__file__).parent / "templates"
@@ -45,6 +45,7 @@ class Step:
     spec: KernelSpec
     args: list[str]      # C expressions passed to k<i>: inputs, outputs, scratch, [rng]
     rng_index: int | None
+    folded: BoundOp | None = None  # the activation op applied as this kernel's epilogue
 
 
 @dataclasses.dataclass
@@ -63,12 +64,18 @@ class SegmentPlan:
         return s.spec.errors.get(code, f"kernel failed with code {code}")
 
 
-def plan_segment(name: str, ops: list[BoundOp], input_types: dict[str, TensorType]) -> SegmentPlan:
+def plan_segment(name: str, ops: list[BoundOp], input_types: dict[str, TensorType],
+                 private: frozenset[str] = frozenset()) -> SegmentPlan:
     """Specialise `ops` to `input_types` (every blob the segment reads from outside).
+
+    `private`: blobs the segment writes that nobody outside it may see (see
+    CythonSegment); they are not published, and activations that consume them are folded
+    into their producers (passes/fusion.py).
 
     Raises ShapeError (from the ops' own rules) for inputs they cannot take, and Unsupported
     when some op instance has no kernel for these types.
     """
+    from c2compile.passes.fusion import fold_activations
     inputs: list[str] = []
     where: dict[str, str] = {}          # blob name -> C expression of its current version
     types: dict[str, TensorType] = {}
@@ -76,12 +83,16 @@ def plan_segment(name: str, ops: list[BoundOp], input_types: dict[str, TensorTyp
     steps: list[Step] = []
     seeds: list[int | None] = []
     outputs: dict[str, int] = {}
+    folded = fold_activations(ops, private, lambda op, act: act in epilogues(op))
+    absorbed = set(folded.values())
 
     def new_slot(shape, dtype, role, blob=None) -> int:
         slots.append(Slot(tuple(shape), np.dtype(dtype), role, blob))
         return len(slots) - 1
 
-    for op in ops:
+    for pos, op in enumerate(ops):
+        if pos in absorbed:
+            continue  # its producer's kernel applied it
         in_exprs, in_types = [], []
         host = host_inputs(op)
         for i, blob in enumerate(op.inputs):
@@ -98,9 +109,16 @@ def plan_segment(name: str, ops: list[BoundOp], input_types: dict[str, TensorTyp
         for t in out_types:
             if t.shape is None or t.dtype is None:
                 raise Unsupported(f"{op.where}: output shape depends on data")
-        kern, spec = lower(op, in_types, out_types)
+        act = ops[folded[pos]] if pos in folded else None
+        kern, spec = lower(op, in_types, out_types, act.type if act is not None else None)
         args = [f"<const {b.ctype}*>{e}" for b, e in zip(spec.ins, in_exprs)]
-        for blob, t, b in zip(op.outputs, out_types, spec.outs):
+        out_blobs = op.outputs
+        if act is not None:
+            # the output buffer holds the activation's output; the value the activation read
+            # is never materialised (fold_activations: nobody else reads or sees it)
+            outputs.pop(op.outputs[0], None)
+            out_blobs = act.outputs
+        for blob, t, b in zip(out_blobs, out_types, spec.outs):
             slot = new_slot(t.shape, t.dtype, "value", blob)
             where[blob] = f"self.b[{slot}]"
             types[blob] = t
@@ -114,7 +132,8 @@ def plan_segment(name: str, ops: list[BoundOp], input_types: dict[str, TensorTyp
             dev = op.proto.device_option
             seeds.append(dev.random_seed if dev.HasField("random_seed") else None)
             args.append(f"self.r[{rng_index}]")
-        steps.append(Step(op, kern, spec, args, rng_index))
+        steps.append(Step(op, kern, spec, args, rng_index, act))
+    outputs = {blob: slot for blob, slot in outputs.items() if blob not in private}
     return SegmentPlan(name, inputs, [types[b] for b in inputs], slots, outputs, steps, seeds)
 
 
@@ -166,10 +185,11 @@ def plan_digest(plan: SegmentPlan) -> str | None:
     from c2compile import __version__
     steps = [(s.op.index, s.op.proto.SerializeToString(deterministic=True), s.op.args,
               s.kernel.types, s.kernel.template, s.kernel.macro, s.spec.ins, s.spec.outs,
-              s.spec.scratch, s.spec.vars, s.spec.errors, s.spec.rng, s.args, s.rng_index)
+              s.spec.scratch, s.spec.vars, s.spec.errors, s.spec.rng, s.spec.epilogue, s.args,
+              s.rng_index, s.folded and (s.folded.index, s.folded.type, s.folded.outputs))
              for s in plan.steps]
     body = (__version__, _renderer_digest(), plan.inputs, plan.input_types, plan.slots,
-            len(plan.seeds), steps)
+            plan.outputs, len(plan.seeds), steps)
     try:
         text = json.dumps(_canon(body))
     except (TypeError, ValueError):
@@ -236,11 +256,14 @@ def render(plan: SegmentPlan) -> str:
     kernels = []
     for step in plan.steps:
         op = step.op
+        written = step.folded.outputs if step.folded is not None else op.outputs
         outs = ", ".join(f"{comment(n)} {shape_str(b)}:{b.dtype}"
-                         for n, b in zip(op.outputs, step.spec.outs))
+                         for n, b in zip(written, step.spec.outs))
+        header = f"op #{op.index} ({op.type}{' ' + repr(op.name) if op.name else ''})"
+        if step.folded is not None:
+            header += f" + op #{step.folded.index} ({step.folded.type}, folded in)"
         kernels.append(dict(
-            index=op.index, header=comment(f"op #{op.index} ({op.type}"
-                                           f"{' ' + repr(op.name) if op.name else ''})"),
+            index=op.index, header=comment(header),
             outs=outs, signature=_signature(step), body=render_kernel(step), args=step.args))
     return env.get_template("net.pyx.j2").render(
         version=__version__, plan=plan, kernels=kernels,
@@ -248,4 +271,5 @@ def render(plan: SegmentPlan) -> str:
         uses_blas=any("gemm" in k["body"] for k in kernels),
         uses_prange=any("prange(" in k["body"] for k in kernels),
         uses_sum=any("_sum_f32(" in k["body"] for k in kernels),
+        uses_relu=any("_relu_f32(" in k["body"] for k in kernels),
         uses_rng=bool(plan.seeds))

@@ -37,7 +37,7 @@ def gemm(M: int, N: int, K: int, a: str, ta: bool, b: str, tb: bool, c: str,
                 col_b=K if tb else 1)   # and from one column of op(B) to the next
 
 
-@kernel("FC", "FCTransposed", template="linear.pyx.j2", macro="FC")
+@kernel("FC", "FCTransposed", template="linear.pyx.j2", macro="FC", epilogues=("Relu",))
 def fc(k: KernelSpec) -> None:
     """Y[M,N] = X[M,K] W^T + b (FC: W is N x K; FCTransposed: W is K x N)."""
     _float32_only(k)

@@ -97,7 +97,8 @@ def _flat(v: dict) -> bool:
     return v["nd"] == 2 and v["SH"] == 1 and v["SW"] == 1 and v["OW"] == v["W"]
 
 
-@kernel("Conv", "Conv1D", "Conv2D", "Conv3D", template="spatial.pyx.j2", macro="conv")
+@kernel("Conv", "Conv1D", "Conv2D", "Conv3D", template="spatial.pyx.j2", macro="conv",
+        epilogues=("Relu",))
 def conv(k: KernelSpec) -> None:
     _float32_only(k)
     wa = _window_args(k.op)

@@ -1,0 +1,189 @@
+"""passes/fusion.py: a Relu folded into the Conv or FC that produces its input.
+
+Which Relus fold (the pass alone, no compiler), then the folded kernels against the numpy
+reference on every path of their templates (NCHW one image per sgemm, split or not, small
+images batched, split or not, NHWC; FC split by rows, by columns or not), through a Predictor
+(whose intermediate blobs are private) and through RunNet (where only in-place Relus fold).
+"""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from c2compile import core, workspace
+from c2compile.aot import given_fill_net
+from c2compile.ops.schema import BoundOp
+from c2compile.passes.fusion import fold_activations
+from c2compile.workspace import Predictor
+
+FOLDABLE = {"Conv", "FC"}
+
+
+def _fold(net, private=()):
+    ops = [BoundOp(op, i, "f") for i, op in enumerate(net.Proto().op)]
+    return fold_activations(ops, private, lambda op, act: op.type in FOLDABLE)
+
+
+def test_which_relus_fold():
+    net = core.Net("public")
+    net.FC(["x", "w", "b"], "y")
+    net.Relu("y", "z")
+    assert _fold(net) == {}                   # y stays fetchable after RunNet
+    assert _fold(net, private={"y"}) == {0: 1}
+
+    net = core.Net("in_place")
+    net.FC(["x", "w", "b"], "y")
+    net.Relu("y", "y")
+    assert _fold(net) == {0: 1}               # the pre-activation version is overwritten
+
+    net = core.Net("second_reader")
+    net.FC(["x", "w", "b"], "y")
+    net.Relu("y", "z")
+    net.Sigmoid("y", "s")
+    assert _fold(net, private={"y"}) == {}    # Sigmoid needs y itself
+
+    net = core.Net("read_before_relu")
+    net.FC(["x", "w", "b"], "y")
+    net.Copy("y", "c")
+    net.Relu("y", "y")
+    assert _fold(net) == {}
+
+    net = core.Net("not_foldable")
+    net.Sigmoid("x", "y")
+    net.Relu("y", "y")
+    net.Relu("x", "x")                        # its input comes from outside the ops
+    assert _fold(net, private={"y"}) == {}
+
+    net = core.Net("later_version")           # the Relu reads the second FC's y
+    net.FC(["x", "w", "b"], "y")
+    net.Sigmoid("y", "s")
+    net.FC(["s", "w2", "b"], "y")
+    net.Relu("y", "y")
+    assert _fold(net) == {2: 3}
+
+
+def _conv_relu_net(order="NCHW", **conv):
+    net = core.Net("conv_relu_" + order)
+    net.Conv(["x", "w", "b"], "y", order=order, **conv)
+    net.Relu("y", "z")
+    net.AddExternalOutput("z")
+    return net
+
+
+def _fc_relu_net():
+    net = core.Net("fc_relu")
+    net.FC(["x", "w", "b"], "y")
+    net.Relu("y", "z")
+    net.AddExternalOutput("z")
+    return net
+
+
+def _reference(net, feeds: dict) -> np.ndarray:
+    """z from the numpy reference executor (RunNetOnce), in a scratch workspace."""
+    previous = workspace.CurrentWorkspace()
+    workspace.SwitchWorkspace("fusion-reference", True)
+    try:
+        workspace.ResetWorkspace()
+        for blob, value in feeds.items():
+            workspace.FeedBlob(blob, value)
+        workspace.RunNetOnce(net)
+        return workspace.FetchBlob("z")
+    finally:
+        workspace.SwitchWorkspace(previous)
+
+
+def _predict(net, params: dict, x: np.ndarray) -> tuple[np.ndarray, str]:
+    p = Predictor(given_fill_net(params), net.Proto())
+    (z,) = p.run([x])
+    source = "".join(v.source for seg in p.segments if seg.compiled for v in seg.variants.values())
+    return z, source
+
+
+def _conv_case(n, c, h, w, m, k, order="NCHW", seed=0, **conv):
+    rng = np.random.default_rng(seed)
+    shape = (n, c, h, w) if order == "NCHW" else (n, h, w, c)
+    x = rng.standard_normal(shape).astype(np.float32)
+    wshape = (m, c, k, k) if order == "NCHW" else (m, k, k, c)
+    params = {"w": (rng.standard_normal(wshape) / np.sqrt(c * k * k)).astype(np.float32),
+              "b": rng.standard_normal(m).astype(np.float32)}
+    return _conv_relu_net(order, kernel=k, **conv), params, x
+
+
+# each reaches one path of the conv template (families/spatial.py picks it from the sizes)
+CONV_PATHS = {
+    "one image, one thread": (1, 3, 9, 9, 4, 3, "NCHW", {}),
+    "one image, pixels split": (1, 16, 56, 56, 64, 3, "NCHW", {"pad": 1}),
+    "1x1 direct, pixels split": (1, 128, 55, 55, 64, 1, "NCHW", {}),
+    "small images batched": (5, 3, 7, 7, 6, 3, "NCHW", {}),
+    "small images batched, split": (64, 20, 12, 12, 50, 5, "NCHW", {}),
+    "NHWC": (3, 4, 8, 8, 5, 3, "NHWC", {"pad": 1}),
+    "NHWC 1x1 direct": (2, 4, 6, 6, 5, 1, "NHWC", {}),
+}
+
+
+@pytest.mark.parametrize("path", CONV_PATHS)
+def test_folded_conv_relu_matches_the_reference(path):
+    n, c, h, w, m, k, order, conv = CONV_PATHS[path]
+    net, params, x = _conv_case(n, c, h, w, m, k, order, **conv)
+    z, source = _predict(net, params, x)
+    assert "(Relu, folded in)" in source and "_relu_f32(" in source
+    want = _reference(net, {"x": x, **params})
+    np.testing.assert_allclose(z, want, rtol=1e-4, atol=1e-5)
+    assert (z >= 0).all() and (z == 0).any()
+
+
+@pytest.mark.parametrize("m,k,n", [(4, 3, 5), (64, 784, 1568), (2048, 256, 64)],
+                         ids=["one thread", "columns split", "rows split"])
+def test_folded_fc_relu_matches_the_reference(m, k, n):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((m, k)).astype(np.float32)
+    params = {"w": (rng.standard_normal((n, k)) / np.sqrt(k)).astype(np.float32),
+              "b": rng.standard_normal(n).astype(np.float32)}
+    net = _fc_relu_net()
+    z, source = _predict(net, params, x)
+    assert "(Relu, folded in)" in source
+    np.testing.assert_allclose(z, _reference(net, {"x": x, **params}), rtol=1e-4, atol=1e-5)
+
+
+@settings(max_examples=6, deadline=None)
+@given(n=st.integers(1, 3), c=st.integers(1, 4), hw=st.integers(1, 9), m=st.integers(1, 5),
+       k=st.sampled_from([1, 3]), pad=st.integers(0, 2), stride=st.integers(1, 2),
+       order=st.sampled_from(["NCHW", "NHWC"]))
+def test_folded_conv_relu_on_drawn_shapes(n, c, hw, m, k, pad, stride, order):
+    if hw + 2 * pad < k:
+        return  # no output position: the op itself rejects it (tested in the op tests)
+    net, params, x = _conv_case(n, c, hw, hw, m, k, order, seed=n * 100 + c, pad=pad,
+                                stride=stride)
+    z, _ = _predict(net, params, x)
+    np.testing.assert_allclose(z, _reference(net, {"x": x, **params}), rtol=1e-4, atol=1e-5)
+
+
+def test_nan_stays_nan_as_in_the_relu_op():
+    x = np.array([[np.nan, 1.0], [-1.0, 2.0]], np.float32)
+    params = {"w": np.eye(2, dtype=np.float32), "b": np.zeros(2, np.float32)}
+    z, _ = _predict(_fc_relu_net(), params, x)
+    assert np.isnan(z[0, 0]) and z[1, 0] == 0 and z[1, 1] == 2
+
+
+def test_runnet_keeps_every_blob_and_folds_only_in_place_relus():
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((4, 3)).astype(np.float32)
+    w = rng.standard_normal((5, 3)).astype(np.float32)
+    b = rng.standard_normal(5).astype(np.float32)
+    for blob, value in {"x": x, "w": w, "b": b}.items():
+        workspace.FeedBlob(blob, value)
+    net = _fc_relu_net()
+    net.FC(["z", "w2", "b2"], "u")
+    net.Relu("u", "u")
+    workspace.FeedBlob("w2", rng.standard_normal((2, 5)).astype(np.float32))
+    workspace.FeedBlob("b2", np.zeros(2, np.float32))
+    workspace.CreateNet(net)
+    workspace.RunNet(net.Name())
+    y = x @ w.T + b
+    np.testing.assert_allclose(workspace.FetchBlob("y"), y, rtol=1e-5)  # not folded away
+    np.testing.assert_allclose(workspace.FetchBlob("z"), np.maximum(y, 0), rtol=1e-5)
+    seg = workspace._ws().nets[net.Name()].compiled.segments[0]
+    source = next(iter(seg.variants.values())).source
+    assert source.count("(Relu, folded in)") == 2  # the in-place one (two comment lines)
+    u = np.maximum(np.maximum(y, 0) @ workspace.FetchBlob("w2").T, 0)
+    np.testing.assert_allclose(workspace.FetchBlob("u"), u, rtol=1e-5, atol=1e-6)
