@@ -114,6 +114,8 @@ CONV_PATHS = {
     "one image, one thread": (1, 3, 9, 9, 4, 3, "NCHW", {}),
     "one image, pixels split": (1, 16, 56, 56, 64, 3, "NCHW", {"pad": 1}),
     "1x1 direct, pixels split": (1, 128, 55, 55, 64, 1, "NCHW", {}),
+    "one image, channels split": (1, 64, 13, 13, 256, 3, "NCHW", {"pad": 1}),
+    "1x1 direct, channels split": (1, 512, 13, 13, 1000, 1, "NCHW", {}),
     "small images batched": (5, 3, 7, 7, 6, 3, "NCHW", {}),
     "small images batched, split": (64, 20, 12, 12, 50, 5, "NCHW", {}),
     "NHWC": (3, 4, 8, 8, 5, 3, "NHWC", {"pad": 1}),
@@ -127,6 +129,8 @@ def test_folded_conv_relu_matches_the_reference(path):
     net, params, x = _conv_case(n, c, h, w, m, k, order, **conv)
     z, source = _predict(net, params, x)
     assert "(Relu, folded in)" in source and "_relu_f32(" in source
+    for axis in ("pixels", "channels"):
+        assert (f"two threads take output {axis}" in source) == (f"{axis} split" in path)
     want = _reference(net, {"x": x, **params})
     np.testing.assert_allclose(z, want, rtol=1e-4, atol=1e-5)
     assert (z >= 0).all() and (z == 0).any()

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from c2compile.codegen.cython.families.linear import _split_rows
+from c2compile.codegen.cython.families.linear import _split_gemm, _split_rows
 from c2compile.codegen.cython.lowering import KernelSpec, Unsupported, kernel
 from c2compile.ops.spatial import (
     _conv_check, _conv_transpose_as_conv, _conv_transpose_check, _geometry, _grad_outputs,
@@ -140,9 +140,13 @@ def conv(k: KernelSpec) -> None:
             k.scratch_buf((1 + bool(split)) * v["CK"] * v["LD"])
             k.scratch_buf((1 + bool(split)) * v["Mg"] * v["LD"])
         else:
-            # One image per sgemm: a big one splits its output pixels between two threads,
-            # as linear.py's FC splits rows (same threshold, same single-threaded OpenBLAS).
-            v["split"] = _split_rows(v["P"], v["Mg"], v["CK"])
+            # One image per sgemm: a big one is split between two threads as linear.py's
+            # GEMMs are (same threshold, same single-threaded OpenBLAS), halving the bigger
+            # operand: its output pixels (cols) or its output channels (W_g; SqueezeNet's
+            # 13x13 layers, where W_g is 2-6x the column matrix). Its im2col is split too.
+            split = _split_gemm(v["P"], v["Mg"], v["CK"])
+            v["gsplit"] = split and ({"rows": "pixels", "cols": "channels"}[split[0]], split[1])
+            v["split"] = 0
             if not v["direct"]:
                 k.scratch_buf(v["CK"] * v["P"])
     k.vars.update(v)
