@@ -207,7 +207,10 @@ class CythonSegment:
                 if digest:
                     build.remember_plan(digest, source)
         limit_blas_threads()
-        buffers = tuple(np.empty(s.shape, s.dtype) for s in plan.slots)
+        made: list[np.ndarray] = []
+        for slot in plan.slots:
+            made.append(slot.buffer(made))
+        buffers = tuple(made)
         fresh = np.random.default_rng()
         seeds = tuple(int(s) if s is not None else int(fresh.integers(0, 2**63))
                       for s in plan.seeds)

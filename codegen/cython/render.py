@@ -34,8 +34,19 @@ class Slot:
     """One persistent buffer of a compiled variant."""
     shape: tuple[int, ...]
     dtype: np.dtype
-    role: str  # "value" (an SSA value of a blob) or "scratch"
+    role: str  # "value" (an SSA value of a blob), "scratch", or "view" (a value that lives
+    #            inside slot `base`, from byte `offset` on: a Concat input written in place)
     blob: str | None = None
+    base: int | None = None
+    offset: int = 0
+
+    def buffer(self, made: list[np.ndarray]) -> np.ndarray:
+        """A new buffer for this slot (`made`: the buffers of the slots before it)."""
+        if self.role != "view":
+            return np.empty(self.shape, self.dtype)
+        nbytes = int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+        flat = made[self.base].reshape(-1).view(np.uint8)
+        return flat[self.offset:self.offset + nbytes].view(self.dtype).reshape(self.shape)
 
 
 @dataclasses.dataclass
@@ -46,6 +57,7 @@ class Step:
     args: list[str]      # C expressions passed to k<i>: inputs, outputs, scratch, [rng]
     rng_index: int | None
     folded: BoundOp | None = None  # the activation op applied as this kernel's epilogue
+    out_slots: list[int] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -70,58 +82,71 @@ def plan_segment(name: str, ops: list[BoundOp], input_types: dict[str, TensorTyp
 
     `private`: blobs the segment writes that nobody outside it may see (see
     CythonSegment); they are not published, and activations that consume them are folded
-    into their producers (passes/fusion.py).
+    into their producers (passes/fusion.py). Concat inputs that the segment computes are
+    written straight into the Concat's output where they are contiguous runs of it
+    (`concat_placements`), whoever reads them.
 
     Raises ShapeError (from the ops' own rules) for inputs they cannot take, and Unsupported
     when some op instance has no kernel for these types.
     """
     from c2compile.passes.fusion import fold_activations
+    folded = fold_activations(ops, private, lambda op, act: act in epilogues(op))
+    absorbed = set(folded.values())
+    run = [pos for pos in range(len(ops)) if pos not in absorbed]  # the ops that get a kernel
+    written = {pos: ops[folded[pos]].outputs if pos in folded else ops[pos].outputs
+               for pos in run}
+    op_types = _infer_types(ops, run, written, input_types)
+    placed = concat_placements(ops, run, written, op_types)
+
     inputs: list[str] = []
     where: dict[str, str] = {}          # blob name -> C expression of its current version
-    types: dict[str, TensorType] = {}
     slots: list[Slot] = []
     steps: list[Step] = []
     seeds: list[int | None] = []
     outputs: dict[str, int] = {}
-    folded = fold_activations(ops, private, lambda op, act: act in epilogues(op))
-    absorbed = set(folded.values())
+    made: dict[tuple[int, int], int] = {}  # (position, output index) -> slot
 
-    def new_slot(shape, dtype, role, blob=None) -> int:
-        slots.append(Slot(tuple(shape), np.dtype(dtype), role, blob))
+    def new_slot(shape, dtype, role, blob=None, base=None, offset=0) -> int:
+        slots.append(Slot(tuple(shape), np.dtype(dtype), role, blob, base, offset))
         return len(slots) - 1
 
-    for pos, op in enumerate(ops):
-        if pos in absorbed:
-            continue  # its producer's kernel applied it
-        in_exprs, in_types = [], []
+    def value_slot(pos: int, j: int) -> int:
+        """The slot of output j of the op at `pos` (a Concat's is made when the first of its
+        placed inputs needs it)."""
+        if (pos, j) not in made:
+            t, blob = op_types[pos][1][j], written[pos][j]
+            if (pos, j) in placed:
+                cpos, offset = placed[(pos, j)]
+                made[(pos, j)] = new_slot(t.shape, t.dtype, "view", blob,
+                                          value_slot(cpos, 0), offset)
+            else:
+                made[(pos, j)] = new_slot(t.shape, t.dtype, "value", blob)
+        return made[(pos, j)]
+
+    for pos in run:
+        op = ops[pos]
+        in_types, out_types = op_types[pos]
+        in_exprs = []
         host = host_inputs(op)
         for i, blob in enumerate(op.inputs):
-            if i in host:  # read by the runtime only (a mutex): no buffer, no type
-                in_types.append(TensorType(None, None))
+            if i in host:
                 continue
             if blob not in where:
                 inputs.append(blob)
                 where[blob] = f"x[{len(inputs) - 1}]"
-                types[blob] = input_types[blob]
             in_exprs.append(where[blob])
-            in_types.append(types[blob])
-        out_types = op.opdef.infer(op, *in_types)
-        for t in out_types:
-            if t.shape is None or t.dtype is None:
-                raise Unsupported(f"{op.where}: output shape depends on data")
         act = ops[folded[pos]] if pos in folded else None
         kern, spec = lower(op, in_types, out_types, act.type if act is not None else None)
         args = [f"<const {b.ctype}*>{e}" for b, e in zip(spec.ins, in_exprs)]
-        out_blobs = op.outputs
         if act is not None:
             # the output buffer holds the activation's output; the value the activation read
             # is never materialised (fold_activations: nobody else reads or sees it)
             outputs.pop(op.outputs[0], None)
-            out_blobs = act.outputs
-        for blob, t, b in zip(out_blobs, out_types, spec.outs):
-            slot = new_slot(t.shape, t.dtype, "value", blob)
+        out_slots = []
+        for j, (blob, b) in enumerate(zip(written[pos], spec.outs)):
+            slot = value_slot(pos, j)
+            out_slots.append(slot)
             where[blob] = f"self.b[{slot}]"
-            types[blob] = t
             outputs[blob] = slot
             args.append(f"<{b.ctype}*>self.b[{slot}]")
         for b in spec.scratch:
@@ -132,9 +157,62 @@ def plan_segment(name: str, ops: list[BoundOp], input_types: dict[str, TensorTyp
             dev = op.proto.device_option
             seeds.append(dev.random_seed if dev.HasField("random_seed") else None)
             args.append(f"self.r[{rng_index}]")
-        steps.append(Step(op, kern, spec, args, rng_index, act))
+        steps.append(Step(op, kern, spec, args, rng_index, act, out_slots))
     outputs = {blob: slot for blob, slot in outputs.items() if blob not in private}
-    return SegmentPlan(name, inputs, [types[b] for b in inputs], slots, outputs, steps, seeds)
+    return SegmentPlan(name, inputs, [input_types[b] for b in inputs], slots, outputs, steps,
+                       seeds)
+
+
+def _infer_types(ops, run, written, input_types) -> dict[int, tuple[list, list]]:
+    """{position: (input types, output types)} of the ops that get a kernel, all static."""
+    known = dict(input_types)
+    found = {}
+    for pos in run:
+        op = ops[pos]
+        host = host_inputs(op)
+        in_types = [TensorType(None, None) if i in host else known[blob]
+                    for i, blob in enumerate(op.inputs)]
+        out_types = op.opdef.infer(op, *in_types)
+        for t in out_types:
+            if t.shape is None or t.dtype is None:
+                raise Unsupported(f"{op.where}: output shape depends on data")
+        known.update(zip(written[pos], out_types))
+        found[pos] = ([t for i, t in enumerate(in_types) if i not in host], out_types)
+    return found
+
+
+CONCATS = ("Concat", "DepthConcat")
+
+
+def concat_placements(ops, run, written, op_types) -> dict[tuple[int, int], tuple[int, int]]:
+    """{(producer position, output index): (Concat position, byte offset)}: values that are
+    computed straight into a later Concat's output, whose copy then finds them in place.
+
+    Only where each input is one contiguous run of the output (nothing before the axis but
+    dims of size 1: batch-1 NCHW channel concats, SqueezeNet's fire modules), the value is
+    made in this segment, and it feeds no other placement (a blob twice in one Concat stays
+    where it is). Values are never written twice (each version of a blob has its own
+    buffer), so other readers of a placed value read the same numbers from the Concat's
+    buffer; the workspace gets a view of it."""
+    import math
+    from c2compile.ops.shape import _concat_plan
+    maker: dict[str, tuple[int, int]] = {}   # blob -> (position, output index) of its current version
+    placed: dict[tuple[int, int], tuple[int, int]] = {}
+    for pos in run:
+        op = ops[pos]
+        if op.type in CONCATS:
+            in_types, out_types = op_types[pos]
+            ax, out_shape, _ = _concat_plan(op, in_types)
+            if math.prod(out_shape[:ax]) == 1:
+                offset = 0
+                for blob, t in zip(op.inputs, in_types):
+                    src = maker.get(blob)
+                    if src is not None and src not in placed and op.inputs.count(blob) == 1:
+                        placed[src] = (pos, offset)
+                    offset += int(np.prod(t.shape, dtype=np.int64)) * t.dtype.itemsize
+        for j, blob in enumerate(written[pos]):
+            maker[blob] = (pos, j)
+    return placed
 
 
 @functools.lru_cache(maxsize=None)
@@ -186,7 +264,8 @@ def plan_digest(plan: SegmentPlan) -> str | None:
     steps = [(s.op.index, s.op.proto.SerializeToString(deterministic=True), s.op.args,
               s.kernel.types, s.kernel.template, s.kernel.macro, s.spec.ins, s.spec.outs,
               s.spec.scratch, s.spec.vars, s.spec.errors, s.spec.rng, s.spec.epilogue, s.args,
-              s.rng_index, s.folded and (s.folded.index, s.folded.type, s.folded.outputs))
+              s.rng_index, s.folded and (s.folded.index, s.folded.type, s.folded.outputs),
+              s.out_slots)
              for s in plan.steps]
     body = (__version__, _renderer_digest(), plan.inputs, plan.input_types, plan.slots,
             plan.outputs, len(plan.seeds), steps)
@@ -257,8 +336,17 @@ def render(plan: SegmentPlan) -> str:
     for step in plan.steps:
         op = step.op
         written = step.folded.outputs if step.folded is not None else op.outputs
-        outs = ", ".join(f"{comment(n)} {shape_str(b)}:{b.dtype}"
-                         for n, b in zip(written, step.spec.outs))
+        outs = []
+        for n, b, slot in zip(written, step.spec.outs, step.out_slots):
+            where = plan.slots[slot]
+            if where.role == "view":  # a Concat input, computed in place
+                base = plan.slots[where.base]
+                where = (f" (in place in {comment(base.blob)} from element "
+                         f"{where.offset // base.dtype.itemsize})")
+            else:
+                where = ""
+            outs.append(f"{comment(n)} {shape_str(b)}:{b.dtype}{where}")
+        outs = ", ".join(outs)
         header = f"op #{op.index} ({op.type}{' ' + repr(op.name) if op.name else ''})"
         if step.folded is not None:
             header += f" + op #{step.folded.index} ({step.folded.type}, folded in)"
