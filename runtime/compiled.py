@@ -285,9 +285,20 @@ def describe_partition(segments, variants: bool = True, source: bool = False) ->
             types = ", ".join(format_type(t.shape, t.dtype) for t in variant.plan.input_types)
             lines.append(f"    variant {types}\n"
                          f"      module {getattr(variant.module, '__file__', '?')}")
+            lines += [f"      {line}" for line in describe_rewrites(variant.plan)]
             if source:
                 lines.append(variant.source)
     return "\n".join(lines)
+
+
+def describe_rewrites(plan) -> list[str]:
+    """What the planner did beyond one kernel per op: folded Relus, Concat inputs placed."""
+    lines = [f"op #{step.folded.index} ({step.folded.type}) folded into op #{step.op.index} "
+             f"({step.op.type})" for step in plan.steps if step.folded is not None]
+    for slot in plan.slots:
+        if slot.role == "view":
+            lines.append(f"'{slot.blob}' computed in place in '{plan.slots[slot.base].blob}'")
+    return lines
 
 
 class PartitionedNet:

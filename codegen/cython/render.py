@@ -164,7 +164,8 @@ def plan_segment(name: str, ops: list[BoundOp], input_types: dict[str, TensorTyp
 
 
 def _infer_types(ops, run, written, input_types) -> dict[int, tuple[list, list]]:
-    """{position: (input types, output types)} of the ops that get a kernel, all static."""
+    """{position: (input types, output types)} of the ops that get a kernel, all static (a
+    host-read input, which has no buffer, has an unknown type)."""
     known = dict(input_types)
     found = {}
     for pos in run:
@@ -177,7 +178,7 @@ def _infer_types(ops, run, written, input_types) -> dict[int, tuple[list, list]]
             if t.shape is None or t.dtype is None:
                 raise Unsupported(f"{op.where}: output shape depends on data")
         known.update(zip(written[pos], out_types))
-        found[pos] = ([t for i, t in enumerate(in_types) if i not in host], out_types)
+        found[pos] = (in_types, out_types)
     return found
 
 

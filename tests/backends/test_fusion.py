@@ -191,3 +191,21 @@ def test_runnet_keeps_every_blob_and_folds_only_in_place_relus():
     assert source.count("(Relu, folded in)") == 2  # the in-place one (two comment lines)
     u = np.maximum(np.maximum(y, 0) @ workspace.FetchBlob("w2").T, 0)
     np.testing.assert_allclose(workspace.FetchBlob("u"), u, rtol=1e-5, atol=1e-6)
+
+
+def test_show_partition_names_the_folded_relus_and_placed_inputs(tmp_path, capsys):
+    from c2compile import cli
+    net = core.Net("fire")
+    net.FC(["x", "w", "b"], "y")
+    net.Relu("y", "r")
+    net.Sigmoid("x", "s")
+    net.Concat(["r", "s"], ["out", "info"], axis=1)
+    net.AddExternalOutput("out")
+    params = {"w": np.ones((3, 2), np.float32), "b": np.zeros(3, np.float32)}
+    (tmp_path / "pred.pb").write_bytes(net.Proto().SerializeToString())
+    (tmp_path / "init.pb").write_bytes(given_fill_net(params).SerializeToString())
+    assert cli.main(["show", str(tmp_path / "pred.pb"), "--init", str(tmp_path / "init.pb"),
+                     "--input", "x=1x2", "--partition"]) == 0
+    out = capsys.readouterr().out
+    assert "op #1 (Relu) folded into op #0 (FC)" in out
+    assert "'r' computed in place in 'out'" in out and "'s' computed in place in 'out'" in out

@@ -73,21 +73,21 @@ def fc_gradient(k: KernelSpec) -> None:
 SPLIT_MACS = 1 << 24
 
 
-def _split_gemm(M: int, N: int, K: int) -> tuple[str, int] | None:
+def _split_gemm(M: int, N: int, K: int, macs: int = SPLIT_MACS) -> tuple[str, int] | None:
     """How two threads share C[M,N] = op(A) op(B): ("rows", r) gives the first thread rows
     [0, r), ("cols", c) columns [0, c); None: one thread. Each thread reads all of one
     operand and half of the other, so the split halves the bigger one: a batch-64 FC's
     weights (N x K) are split by columns, and each thread streams half of them."""
-    if not _split_rows(M, N, K) and not _split_rows(N, M, K):
+    if not _split_rows(M, N, K, macs) and not _split_rows(N, M, K, macs):
         return None
     return ("cols", N // 2) if N > M else ("rows", M // 2)
 
 
-def _split_rows(M: int, N: int, K: int) -> int:
+def _split_rows(M: int, N: int, K: int, macs: int = SPLIT_MACS) -> int:
     """Rows of the output C[M,N] = op(A) op(B) (and of op(A)) the first thread takes (0: no
-    split)."""
+    split): from `macs` multiply-adds on."""
     from c2compile import config
-    if config.blas_threads != 1 or M < 2 or M * N * K < SPLIT_MACS:
+    if config.blas_threads != 1 or M < 2 or M * N * K < macs:
         return 0
     return M // 2
 

@@ -144,7 +144,8 @@ def conv(k: KernelSpec) -> None:
             # GEMMs are (same threshold, same single-threaded OpenBLAS), halving the bigger
             # operand: its output pixels (cols) or its output channels (W_g; SqueezeNet's
             # 13x13 layers, where W_g is 2-6x the column matrix). Its im2col is split too.
-            split = _split_gemm(v["P"], v["Mg"], v["CK"])
+            import os
+            split = _split_gemm(v["P"], v["Mg"], v["CK"], int(os.environ.get("XX_CONV_MACS", 1 << 24)))
             v["gsplit"] = split and ({"rows": "pixels", "cols": "channels"}[split[0]], split[1])
             v["split"] = 0
             if not v["direct"]:
