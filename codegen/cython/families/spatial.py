@@ -50,6 +50,12 @@ from c2compile.ops.spatial import (
 COLS_LIMIT = 1 << 22
 # NCHW: images are batched into one sgemm until it has this many columns.
 NCHW_GEMM_COLUMNS = 256
+# One image per sgemm: split between two threads from this many multiply-adds on (8x below
+# linear.py's SPLIT_MACS: the im2col is split too, and SqueezeNet at batch 1 is a chain of
+# 1-5 M multiply-add convs). SqueezeNet interleaved A/B, quiet moments: 16 M 8.80 ms, 4 M
+# 7.91, 2 M 7.83, 1 M 7.50; while a neighbour loads the host the smaller thresholds lose
+# 5-8% (a 2-thread region waits for its slower thread), so the middle of the range.
+ONE_IMAGE_SPLIT_MACS = 1 << 21
 # Conv gradients: a chunk's column matrix holds at most this many floats (1 MiB: it is
 # written by im2col, read by the dW sgemm, overwritten by dX's and read by col2im, so it
 # should stay in cache).
@@ -144,8 +150,7 @@ def conv(k: KernelSpec) -> None:
             # GEMMs are (same threshold, same single-threaded OpenBLAS), halving the bigger
             # operand: its output pixels (cols) or its output channels (W_g; SqueezeNet's
             # 13x13 layers, where W_g is 2-6x the column matrix). Its im2col is split too.
-            import os
-            split = _split_gemm(v["P"], v["Mg"], v["CK"], int(os.environ.get("XX_CONV_MACS", 1 << 24)))
+            split = _split_gemm(v["P"], v["Mg"], v["CK"], ONE_IMAGE_SPLIT_MACS)
             v["gsplit"] = split and ({"rows": "pixels", "cols": "channels"}[split[0]], split[1])
             v["split"] = 0
             if not v["direct"]:
