@@ -207,10 +207,7 @@ class CythonSegment:
                 if digest:
                     build.remember_plan(digest, source)
         limit_blas_threads()
-        made: list[np.ndarray] = []
-        for slot in plan.slots:
-            made.append(slot.buffer(made))
-        buffers = tuple(made)
+        buffers = plan.buffers()
         fresh = np.random.default_rng()
         seeds = tuple(int(s) if s is not None else int(fresh.integers(0, 2**63))
                       for s in plan.seeds)
@@ -292,12 +289,23 @@ def describe_partition(segments, variants: bool = True, source: bool = False) ->
 
 
 def describe_rewrites(plan) -> list[str]:
-    """What the planner did beyond one kernel per op: folded Relus, Concat inputs placed."""
+    """What the planner did beyond one kernel per op: folded Relus, Concat inputs placed,
+    buffers sharing memory."""
     lines = [f"op #{step.folded.index} ({step.folded.type}) folded into op #{step.op.index} "
              f"({step.op.type})" for step in plan.steps if step.folded is not None]
+    shared = []
     for slot in plan.slots:
-        if slot.role == "view":
-            lines.append(f"'{slot.blob}' computed in place in '{plan.slots[slot.base].blob}'")
+        if slot.role != "view":
+            continue
+        base = plan.slots[slot.base]
+        if base.role == "arena":
+            shared.append(slot.nbytes)
+        else:
+            lines.append(f"'{slot.blob}' computed in place in '{base.blob}'")
+    arena = [s for s in plan.slots if s.role == "arena"]
+    if arena:
+        lines.append(f"{len(shared)} buffers share {arena[0].nbytes / 1024:.0f} KiB "
+                     f"(alone: {sum(shared) / 1024:.0f} KiB)")
     return lines
 
 

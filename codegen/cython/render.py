@@ -34,19 +34,22 @@ class Slot:
     """One persistent buffer of a compiled variant."""
     shape: tuple[int, ...]
     dtype: np.dtype
-    role: str  # "value" (an SSA value of a blob), "scratch", or "view" (a value that lives
-    #            inside slot `base`, from byte `offset` on: a Concat input written in place)
+    role: str  # "value" (an SSA value of a blob), "scratch", "arena" (bytes that planned
+    #            buffers share: passes/memory.py), or "view": a value or scratch that lives
+    #            inside slot `base` from byte `offset` on (a Concat input written in place,
+    #            or a buffer given a place in the arena)
     blob: str | None = None
     base: int | None = None
     offset: int = 0
 
-    def buffer(self, made: list[np.ndarray]) -> np.ndarray:
-        """A new buffer for this slot (`made`: the buffers of the slots before it)."""
-        if self.role != "view":
-            return np.empty(self.shape, self.dtype)
-        nbytes = int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
-        flat = made[self.base].reshape(-1).view(np.uint8)
-        return flat[self.offset:self.offset + nbytes].view(self.dtype).reshape(self.shape)
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+
+    def view_of(self, base: np.ndarray) -> np.ndarray:
+        """This view slot's array inside `base` (its base slot's array)."""
+        flat = base.reshape(-1).view(np.uint8)
+        return flat[self.offset:self.offset + self.nbytes].view(self.dtype).reshape(self.shape)
 
 
 @dataclasses.dataclass
@@ -70,6 +73,18 @@ class SegmentPlan:
     outputs: dict[str, int]           # blob name -> slot of its final version
     steps: list[Step]
     seeds: list[int | None]           # per random stream: DeviceOption.random_seed or None
+
+    def buffers(self) -> tuple[np.ndarray, ...]:
+        """New arrays for the slots (a view's base made first, wherever it is listed)."""
+        made: dict[int, np.ndarray] = {}
+
+        def get(i: int) -> np.ndarray:
+            if i not in made:
+                slot = self.slots[i]
+                made[i] = (slot.view_of(get(slot.base)) if slot.role == "view"
+                           else np.empty(slot.shape, slot.dtype))
+            return made[i]
+        return tuple(get(i) for i in range(len(self.slots)))
 
     def error_message(self, step: int, code: int) -> str:
         s = self.steps[step]
@@ -105,6 +120,8 @@ def plan_segment(name: str, ops: list[BoundOp], input_types: dict[str, TensorTyp
     seeds: list[int | None] = []
     outputs: dict[str, int] = {}
     made: dict[tuple[int, int], int] = {}  # (position, output index) -> slot
+    current: dict[str, int] = {}        # blob -> slot of its current version
+    steps_of: dict[int, list[int]] = {}  # slot -> the steps that write or read it
 
     def new_slot(shape, dtype, role, blob=None, base=None, offset=0) -> int:
         slots.append(Slot(tuple(shape), np.dtype(dtype), role, blob, base, offset))
@@ -135,6 +152,8 @@ def plan_segment(name: str, ops: list[BoundOp], input_types: dict[str, TensorTyp
                 inputs.append(blob)
                 where[blob] = f"x[{len(inputs) - 1}]"
             in_exprs.append(where[blob])
+            if blob in current:
+                steps_of[current[blob]].append(len(steps))
         act = ops[folded[pos]] if pos in folded else None
         kern, spec = lower(op, in_types, out_types, act.type if act is not None else None)
         args = [f"<const {b.ctype}*>{e}" for b, e in zip(spec.ins, in_exprs)]
@@ -147,10 +166,14 @@ def plan_segment(name: str, ops: list[BoundOp], input_types: dict[str, TensorTyp
             slot = value_slot(pos, j)
             out_slots.append(slot)
             where[blob] = f"self.b[{slot}]"
+            current[blob] = slot
+            steps_of.setdefault(slot, []).append(len(steps))
             outputs[blob] = slot
             args.append(f"<{b.ctype}*>self.b[{slot}]")
         for b in spec.scratch:
-            args.append(f"<{b.ctype}*>self.b[{new_slot(b.shape, b.dtype, 'scratch')}]")
+            slot = new_slot(b.shape, b.dtype, "scratch")
+            steps_of[slot] = [len(steps)]
+            args.append(f"<{b.ctype}*>self.b[{slot}]")
         rng_index = None
         if spec.rng:
             rng_index = len(seeds)
@@ -159,8 +182,33 @@ def plan_segment(name: str, ops: list[BoundOp], input_types: dict[str, TensorTyp
             args.append(f"self.r[{rng_index}]")
         steps.append(Step(op, kern, spec, args, rng_index, act, out_slots))
     outputs = {blob: slot for blob, slot in outputs.items() if blob not in private}
+    _share_memory(slots, steps_of, set(outputs.values()))
     return SegmentPlan(name, inputs, [input_types[b] for b in inputs], slots, outputs, steps,
                        seeds)
+
+
+def _share_memory(slots: list[Slot], steps_of: dict[int, list[int]], published: set[int]):
+    """Give the buffers nobody outside the segment sees (scratch, private values, earlier
+    versions of a blob) places in one arena by their lifetimes (passes/memory.py); a
+    Concat's placed inputs count as uses of the Concat's buffer. In place in `slots`."""
+    from c2compile.passes.memory import Lifetime, layout
+
+    def root(i: int) -> int:
+        return root(slots[i].base) if slots[i].role == "view" else i
+
+    span: dict[int, list[int]] = {}
+    for i, used in steps_of.items():
+        span.setdefault(root(i), []).extend(used)
+    kept = {root(i) for i in published}
+    lives = [Lifetime(i, slots[i].nbytes, min(used), max(used)) for i, used in span.items()
+             if i not in kept and used]
+    if not lives:
+        return
+    offsets, total = layout(lives)
+    slots.append(Slot((total,), np.dtype(np.uint8), "arena"))
+    for i, offset in offsets.items():
+        slots[i] = dataclasses.replace(slots[i], role="view", base=len(slots) - 1,
+                                       offset=offset)
 
 
 def _infer_types(ops, run, written, input_types) -> dict[int, tuple[list, list]]:
@@ -340,8 +388,8 @@ def render(plan: SegmentPlan) -> str:
         outs = []
         for n, b, slot in zip(written, step.spec.outs, step.out_slots):
             where = plan.slots[slot]
-            if where.role == "view":  # a Concat input, computed in place
-                base = plan.slots[where.base]
+            base = plan.slots[where.base] if where.role == "view" else None
+            if base is not None and base.role != "arena":  # a Concat input, computed in place
                 where = (f" (in place in {comment(base.blob)} from element "
                          f"{where.offset // base.dtype.itemsize})")
             else:
