@@ -344,3 +344,10 @@ def test_codegen_flags_do_not_hit_the_known_gcc_miscompile(tmp_path, portable):
     subprocess.run([*build._compiler().argv, *flags, str(src), "-o", str(exe)], check=True)
     out = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout
     assert out.split("\n")[:2] == ["1 0 0 5 0 0 9 ", "13 0 0 17 0 0 21 "], out
+
+
+def test_versions_in_the_key_are_the_installed_ones():
+    from importlib.metadata import version
+    for dist, package in (("cython", "Cython"), ("numpy", "numpy"), ("scipy", "scipy"),
+                          ("c2compile", "c2compile")):  # the last: no dist-info beside it
+        assert build._version(dist, package) == version(dist)
