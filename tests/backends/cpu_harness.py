@@ -117,3 +117,18 @@ def run_both(net, feeds, outs=None, rtol=0.0, atol=0.0):
     for b, want in got["reference"].items():
         np.testing.assert_allclose(got["cpu"][b], want, rtol=rtol, atol=atol, err_msg=b)
     return got["cpu"], segs
+
+
+def reference_run(net, feeds: dict) -> dict:
+    """Every blob after running `net` on the reference executor (RunNetOnce) from `feeds`,
+    in a scratch workspace (the current one is left as it was)."""
+    previous = workspace.CurrentWorkspace()
+    workspace.SwitchWorkspace("cpu-harness-reference", True)
+    try:
+        workspace.ResetWorkspace()
+        for blob, value in feeds.items():
+            workspace.FeedBlob(blob, value)
+        workspace.RunNetOnce(net)
+        return {b: workspace.FetchBlob(b) for b in workspace.Blobs()}
+    finally:
+        workspace.SwitchWorkspace(previous)

@@ -4,39 +4,14 @@ only contiguous, once-used, segment-made inputs are placed."""
 import numpy as np
 
 from c2compile import core, workspace
-
-
-def _run(net, feeds: dict) -> tuple[dict, str]:
-    for blob, value in feeds.items():
-        workspace.FeedBlob(blob, value)
-    workspace.CreateNet(net)
-    workspace.RunNet(net.Name())
-    workspace.RunNet(net.Name())  # persistent buffers: a second run gives the same
-    seg = workspace._ws().nets[net.Name()].compiled.segments[0]
-    source = next(iter(seg.variants.values())).source
-    return {b: workspace.FetchBlob(b) for b in workspace.Blobs()}, source
-
-
-def _reference(net, feeds: dict) -> dict:
-    previous = workspace.CurrentWorkspace()
-    workspace.SwitchWorkspace("placement-reference", True)
-    try:
-        workspace.ResetWorkspace()
-        for blob, value in feeds.items():
-            workspace.FeedBlob(blob, value)
-        workspace.RunNetOnce(net)
-        return {b: workspace.FetchBlob(b) for b in workspace.Blobs()}
-    finally:
-        workspace.SwitchWorkspace(previous)
+from cpu_harness import run_both
 
 
 def _check(net, feeds):
-    got, source = _run(net, feeds)
-    want = _reference(net, feeds)
-    assert got.keys() == want.keys()
-    for blob in want:
-        np.testing.assert_allclose(got[blob], want[blob], rtol=1e-6, err_msg=blob)
-    return got, source
+    """The cpu run's blobs (all equal to the reference's) and its generated source."""
+    got, segments = run_both(net, feeds, rtol=1e-6)
+    (variant,) = segments[0].variants.values()
+    return got, variant.source
 
 
 def test_batch_one_channel_concat_is_computed_in_place_and_all_blobs_fetchable():

@@ -15,6 +15,7 @@ from c2compile.aot import given_fill_net
 from c2compile.ops.schema import BoundOp
 from c2compile.passes.fusion import fold_activations
 from c2compile.workspace import Predictor
+from cpu_harness import reference_run
 
 FOLDABLE = {"Conv", "FC"}
 
@@ -79,17 +80,7 @@ def _fc_relu_net():
 
 
 def _reference(net, feeds: dict) -> np.ndarray:
-    """z from the numpy reference executor (RunNetOnce), in a scratch workspace."""
-    previous = workspace.CurrentWorkspace()
-    workspace.SwitchWorkspace("fusion-reference", True)
-    try:
-        workspace.ResetWorkspace()
-        for blob, value in feeds.items():
-            workspace.FeedBlob(blob, value)
-        workspace.RunNetOnce(net)
-        return workspace.FetchBlob("z")
-    finally:
-        workspace.SwitchWorkspace(previous)
+    return reference_run(net, feeds)["z"]
 
 
 def _predict(net, params: dict, x: np.ndarray) -> tuple[np.ndarray, str]:
