@@ -5,8 +5,9 @@ scratch. Most of them are dead most of the time: a kernel's scratch (im2col colu
 sums) lives only while that kernel runs, and a value nobody outside the segment sees lives
 from the step that writes it to the last step that reads it. Those buffers are laid out in
 one arena, each at an offset where no buffer live at an overlapping time lies, so the
-segment's working set shrinks to what is live at once (SqueezeNet at batch 1: 25 MB of
-buffers, more than this machine's L3 share, to a few MB).
+segment's working set shrinks to what is live at once (SqueezeNet at batch 1 through a
+Predictor: 39 such buffers, 19 MB, in a 4.4 MB arena; all its buffers were 25 MB, close to
+this machine's whole 32 MB L3).
 
 This is Caffe2 memonger's idea (share the blobs of values whose lifetimes do not overlap)
 done on offsets inside one allocation, as TFLite's and Glow's static memory planners do.

@@ -1,10 +1,13 @@
 """Plan and render one compiled segment: a run of ops -> one deterministic .pyx module.
 
 Planning specialises the segment to the types of the blobs it reads (shapes are then static
-everywhere inside), lowers every op to its kernel, and gives every SSA value the segment
-writes a persistent buffer: the final version of each blob name is what the workspace sees
-after a run; earlier versions and kernel scratch stay private. Buffers live as long as the
-compiled variant, so a RunNet allocates nothing.
+everywhere inside), folds Relus into their producers where nobody sees the pre-activation
+value (passes/fusion.py), lowers every op to its kernel, and gives every SSA value the
+segment writes a persistent buffer: the final version of each blob name is what the
+workspace sees after a run (unless the blob is private to the segment). Inputs of a
+contiguous Concat are computed in place in its output; earlier versions, private values
+and kernel scratch share one arena by their lifetimes (passes/memory.py). Buffers live as
+long as the compiled variant, so a RunNet allocates nothing.
 
 Rendering fills `net.pyx.j2` with one `cdef int k<i>(...) noexcept nogil` per op (each
 commented with the op it came from) and a `Program` class whose `run(inputs)` calls them in
@@ -386,15 +389,13 @@ def render(plan: SegmentPlan) -> str:
         op = step.op
         written = step.folded.outputs if step.folded is not None else op.outputs
         outs = []
-        for n, b, slot in zip(written, step.spec.outs, step.out_slots):
-            where = plan.slots[slot]
-            base = plan.slots[where.base] if where.role == "view" else None
+        for n, b, i in zip(written, step.spec.outs, step.out_slots):
+            slot, placed = plan.slots[i], ""
+            base = plan.slots[slot.base] if slot.role == "view" else None
             if base is not None and base.role != "arena":  # a Concat input, computed in place
-                where = (f" (in place in {comment(base.blob)} from element "
-                         f"{where.offset // base.dtype.itemsize})")
-            else:
-                where = ""
-            outs.append(f"{comment(n)} {shape_str(b)}:{b.dtype}{where}")
+                placed = (f" (in place in {comment(base.blob)} from element "
+                          f"{slot.offset // base.dtype.itemsize})")
+            outs.append(f"{comment(n)} {shape_str(b)}:{b.dtype}{placed}")
         outs = ", ".join(outs)
         header = f"op #{op.index} ({op.type}{' ' + repr(op.name) if op.name else ''})"
         if step.folded is not None:
