@@ -41,6 +41,20 @@ CTYPES = {
 }
 
 
+# Independent items (elements, planes) split between two OpenMP threads from this many on:
+# waking the second thread costs a few microseconds, 64 Ki floats take tens on one.
+SPLIT_ELEMS = 1 << 16
+
+
+def split_threads(elems: int, items: int | None = None) -> int:
+    """2 when `elems` elements of work over `items` independent items (default: the
+    elements themselves) are worth the two cores, else 1. Only while OpenBLAS is single-
+    threaded (config.blas_threads == 1): the two cores have one owner."""
+    from c2compile import config
+    items = elems if items is None else items
+    return 2 if config.blas_threads == 1 and items >= 2 and elems >= SPLIT_ELEMS else 1
+
+
 class Unsupported(Exception):
     """Raised by a prepare function: this op instance has no native kernel (use the reference)."""
 

@@ -343,3 +343,22 @@ def test_in_place_across_runs():
             got = workspace.FetchBlob(_op(case, i).output[0])
             np.testing.assert_allclose(got, want, rtol=1e-6, err_msg=case.op_type)
     assert_compiled(name)
+
+
+def test_big_elementwise_ops_split_between_two_threads():
+    """From lowering.SPLIT_ELEMS elements on, unary ops, their gradients and WeightedSum run
+    as two-thread loops; the numbers stay the reference's (and in place works)."""
+    rng = np.random.default_rng(5)
+    n = (1 << 16) + 3  # odd: the halves differ
+    x = rng.standard_normal(n).astype(np.float32)
+    y = np.maximum(x, 0)
+    dy = rng.standard_normal(n).astype(np.float32)
+    w = np.array([0.5], np.float32)
+    cases = [Case("Relu", [x]), Case("Sigmoid", [x]), Case("Exp", [x], rtol=1e-5),
+             Case("Relu", [x], inplace={0: 0}), Case("ReluGradient", [y, dy]),
+             Case("WeightedSum", [x, w, dy, w])]
+    check_cpu(cases)
+    name = create_net(cases)
+    workspace.RunNet(name)
+    (variant,) = workspace._ws().nets[name].compiled.segments[0].variants.values()
+    assert variant.source.count("two threads take half each") == len(cases)

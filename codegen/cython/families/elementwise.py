@@ -26,7 +26,7 @@ import re
 import numpy as np
 
 from c2compile import dtypes
-from c2compile.codegen.cython.lowering import CTYPES, KernelSpec, Unsupported, kernel
+from c2compile.codegen.cython.lowering import CTYPES, KernelSpec, Unsupported, kernel, split_threads
 from c2compile.errors import C2Error
 from c2compile.ops.elementwise import (
     _UNARY_GRADIENTS, _binary_grad_operands, _cast_target, _legacy_axis, _legacy_view_shape,
@@ -145,6 +145,7 @@ def unary(k: KernelSpec) -> None:
     if k.op.type not in table:
         raise Unsupported(f"{k.op.type} on {x.dtype}")
     _pointwise(k, table[k.op.type], [("x", "i0")], k.op.type)
+    k.vars["threads"] = split_threads(k.outs[0].size)
 
 
 def _pointwise(k: KernelSpec, template: str, loads, op_type: str) -> None:
@@ -204,6 +205,7 @@ def unary_gradient(k: KernelSpec) -> None:
     k.vars.update(T=k.outs[0].ctype, is_copy=False)
     _pointwise(k, table[k.op.type], [(name, f"i{j}") for j, name in enumerate(operands)],
                forward)
+    k.vars["threads"] = split_threads(k.outs[0].size)
 
 
 # ----------------------------------------------------------------------------- loop nests
@@ -412,6 +414,7 @@ def weighted_sum(k: KernelSpec) -> None:
     if any(b.dtype != np.float32 for b in k.ins):
         raise Unsupported("WeightedSum takes float32")
     k.vars["pairs"] = len(k.ins) // 2
+    k.vars["threads"] = split_threads(k.outs[0].size)
 
 
 # ----------------------------------------------------------------------------- Cast

@@ -41,7 +41,7 @@ from __future__ import annotations
 import numpy as np
 
 from c2compile.codegen.cython.families.linear import _split_gemm, _split_rows
-from c2compile.codegen.cython.lowering import KernelSpec, Unsupported, kernel
+from c2compile.codegen.cython.lowering import KernelSpec, Unsupported, kernel, split_threads
 from c2compile.ops.spatial import (
     _conv_check, _conv_transpose_as_conv, _conv_transpose_check, _geometry, _grad_outputs,
     _window_args)
@@ -214,7 +214,7 @@ def _conv_grad(k: KernelSpec, g, C: int, M: int, transpose: bool) -> None:
         v["dw1"] = k.scratch_buf(k.outs[0].size).name  # the second thread's dW
     if bias and wa.channels_last:
         v["dbacc"] = k.scratch_buf(v["db_c"], np.float64).name
-    v["db_threads"] = _plane_threads(v["db_c"], N * v["db_c"] * v["db_p"])
+    v["db_threads"] = split_threads(N * v["db_c"] * v["db_p"], v["db_c"])
     k.vars.update(v)
 
 
@@ -235,17 +235,6 @@ def conv_transpose_gradient(k: KernelSpec) -> None:
     _conv_grad(k, g, C, x[-1] if wa.channels_last else x[1], transpose=True)
 
 
-# NCHW pooling and its gradient: two threads take half the (image, channel) planes each when
-# the input has at least this many elements (below it, waking the second thread costs more
-# than it saves). Like every OpenMP split here, only with single-threaded OpenBLAS.
-PLANE_SPLIT_ELEMS = 1 << 16
-
-
-def _plane_threads(planes: int, elems: int) -> int:
-    from c2compile import config
-    return 2 if config.blas_threads == 1 and planes >= 2 and elems >= PLANE_SPLIT_ELEMS else 1
-
-
 def _pool_vars(k: KernelSpec, avg: bool) -> None:
     _float32_only(k)
     wa = _window_args(k.op, pool=True)
@@ -260,7 +249,8 @@ def _pool_vars(k: KernelSpec, avg: bool) -> None:
     # interior output rows (all the window's rows inside the input): a constant row loop
     v["HA"], v["HB"] = _interior(v["OH"], v["SH"], v["PH"], v["KH"], 1, v["H"])
     planes = v["N"] * v["C"]
-    v["threads"] = 1 if v["nhwc"] or v["global_"] else _plane_threads(planes, planes * v["S"])
+    # NCHW: two threads take half the (image, channel) planes each, when big enough
+    v["threads"] = 1 if v["nhwc"] or v["global_"] else split_threads(planes * v["S"], planes)
     k.vars.update(v)
 
 
