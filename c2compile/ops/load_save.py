@@ -84,18 +84,23 @@ _SAVE_ARGS = [
 ]
 
 
+def _check_renames(ctx, arg: str, count: int, side: str) -> None:
+    """Save's blob_name_overrides / Load's source_blob_names: one name per blob, and not
+    together with strip_prefix."""
+    names = getattr(ctx.args, arg)
+    if names and len(names) != count:
+        ctx.fail(f"{arg} has {len(names)} names for {count} {side} blobs", cls=ArgumentError)
+    if names and ctx.args.strip_prefix:
+        ctx.fail(f"strip_prefix and {arg} are mutually exclusive", cls=ArgumentError)
+
+
 def _check_save_args(ctx, db_arg: str = "db") -> None:
     a = ctx.args
     if not a.db_type:
         ctx.fail("must specify a db type (argument db_type: minidb or lmdb)", cls=ArgumentError)
     if not a.db:
         ctx.fail(f"must specify a db name (argument {db_arg})", cls=ArgumentError)
-    if a.blob_name_overrides and len(a.blob_name_overrides) != ctx.num_inputs:
-        ctx.fail(f"blob_name_overrides has {len(a.blob_name_overrides)} names for "
-                 f"{ctx.num_inputs} input blobs", cls=ArgumentError)
-    if a.blob_name_overrides and a.strip_prefix:
-        ctx.fail("strip_prefix and blob_name_overrides are mutually exclusive",
-                 cls=ArgumentError)
+    _check_renames(ctx, "blob_name_overrides", ctx.num_inputs, "input")
     _saved_names(ctx)
     _serialization_options(ctx)
 
@@ -333,12 +338,7 @@ def _check_load_args(ctx) -> None:
         if len(set(a.dbs)) != len(a.dbs):
             dup = next(d for d in a.dbs if a.dbs.count(d) > 1)
             ctx.fail(f"argument dbs names '{dup}' twice", cls=ArgumentError)
-    if a.source_blob_names and len(a.source_blob_names) != ctx.num_outputs:
-        ctx.fail(f"source_blob_names has {len(a.source_blob_names)} names for "
-                 f"{ctx.num_outputs} output blobs", cls=ArgumentError)
-    if a.source_blob_names and a.strip_prefix:
-        ctx.fail("strip_prefix and source_blob_names are mutually exclusive",
-                 cls=ArgumentError)
+    _check_renames(ctx, "source_blob_names", ctx.num_outputs, "output")
     if a.source_blob_names and a.load_all:
         ctx.fail("load_all and source_blob_names are mutually exclusive", cls=ArgumentError)
     if not a.load_all:
