@@ -30,19 +30,19 @@ def fold_activations(ops: list[BoundOp], private: Iterable[str],
     private = set(private)
     last_writer: dict[str, int] = {}       # blob -> position of the op that wrote it last
     readers: dict[tuple[str, int], list[int]] = {}  # (blob, writer position) -> reader positions
+    source: dict[int, int] = {}            # activation position -> its input's writer
     for j, op in enumerate(ops):
         for blob in op.inputs:
             readers.setdefault((blob, last_writer.get(blob, -1)), []).append(j)
+        if op.type in ACTIVATIONS and len(op.inputs) == 1 and op.inputs[0] in last_writer:
+            source[j] = last_writer[op.inputs[0]]
         for blob in op.outputs:
             last_writer[blob] = j
     final = {(blob, i) for blob, i in last_writer.items()}
     folded: dict[int, int] = {}
-    for j, op in enumerate(ops):
-        if op.type not in ACTIVATIONS or len(op.inputs) != 1:
-            continue
-        blob = op.inputs[0]
-        i = _writer_before(ops, blob, j)
-        if i is None or i in folded or len(ops[i].outputs) != 1:
+    for j, i in source.items():
+        op, blob = ops[j], ops[j].inputs[0]
+        if i in folded or len(ops[i].outputs) != 1:
             continue
         if readers.get((blob, i)) != [j]:
             continue  # another op reads the pre-activation value
@@ -51,10 +51,3 @@ def fold_activations(ops: list[BoundOp], private: Iterable[str],
         if can_fold(ops[i], op.type):
             folded[i] = j
     return folded
-
-
-def _writer_before(ops: list[BoundOp], blob: str, j: int) -> int | None:
-    for i in range(j - 1, -1, -1):
-        if blob in ops[i].outputs:
-            return i
-    return None
