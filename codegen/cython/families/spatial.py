@@ -146,13 +146,12 @@ def conv(k: KernelSpec) -> None:
             k.scratch_buf((1 + bool(split)) * v["CK"] * v["LD"])
             k.scratch_buf((1 + bool(split)) * v["Mg"] * v["LD"])
         else:
-            # One image per sgemm: a big one is split between two threads as linear.py's
-            # GEMMs are (same threshold, same single-threaded OpenBLAS), halving the bigger
+            # One image per sgemm: a big one (ONE_IMAGE_SPLIT_MACS) is split between two
+            # threads as linear.py's GEMMs are (single-threaded OpenBLAS), halving the bigger
             # operand: its output pixels (cols) or its output channels (W_g; SqueezeNet's
             # 13x13 layers, where W_g is 2-6x the column matrix). Its im2col is split too.
             split = _split_gemm(v["P"], v["Mg"], v["CK"], ONE_IMAGE_SPLIT_MACS)
             v["gsplit"] = split and ({"rows": "pixels", "cols": "channels"}[split[0]], split[1])
-            v["split"] = 0
             if not v["direct"]:
                 k.scratch_buf(v["CK"] * v["P"])
     k.vars.update(v)
