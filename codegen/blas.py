@@ -26,15 +26,13 @@ NAME = "scipy.linalg.cython_blas"
 _lock = threading.Lock()
 
 
-def _extension_file(name: str) -> pathlib.Path | None:
-    """The file of extension module `name` (scipy.a.b) under scipy's package folder."""
+def _extension_file() -> pathlib.Path | None:
     spec = importlib.util.find_spec("scipy")  # finds the package without importing it
     if spec is None or not spec.submodule_search_locations:
         return None
-    parts = name.split(".")[1:]
     for folder in spec.submodule_search_locations:
         for suffix in importlib.machinery.EXTENSION_SUFFIXES:
-            path = pathlib.Path(folder, *parts[:-1], parts[-1] + suffix)
+            path = pathlib.Path(folder, "linalg", "cython_blas" + suffix)
             if path.is_file():
                 return path
     return None
@@ -50,7 +48,7 @@ def preload() -> None:
     with _lock:
         if NAME in sys.modules:
             return
-        path = _extension_file(NAME)
+        path = _extension_file()
         if path is None:
             importlib.import_module(NAME)
             return
@@ -59,23 +57,19 @@ def preload() -> None:
         module = importlib.util.module_from_spec(spec)
         loader.exec_module(module)
         sys.modules[NAME] = module
-        parent, _, attr = NAME.rpartition(".")
-        package = sys.modules.get(parent)
+        package = sys.modules.get("scipy.linalg")
         if package is not None:
-            setattr(package, attr, module)
+            package.cython_blas = module
         else:
-            sys.meta_path.insert(0, _SetAttributeOnImport(parent, attr))
+            sys.meta_path.insert(0, _SetAttributeOnImport())
 
 
 class _SetAttributeOnImport(importlib.abc.MetaPathFinder):
-    """When package `parent` is imported later, give it its `attr` submodule attribute (the
-    plain import of the submodule sets it; preload bypassed that). Removes itself once used."""
-
-    def __init__(self, parent: str, attr: str):
-        self.parent, self.attr = parent, attr
+    """When `scipy.linalg` is imported later, give it its `cython_blas` attribute (the plain
+    import of the submodule sets it; preload bypassed that). Removes itself once used."""
 
     def find_spec(self, fullname, path=None, target=None):
-        if fullname != self.parent:
+        if fullname != "scipy.linalg":
             return None
         sys.meta_path.remove(self)
         spec = importlib.util.find_spec(fullname)
@@ -83,7 +77,7 @@ class _SetAttributeOnImport(importlib.abc.MetaPathFinder):
 
         def exec_and_attach(module):
             exec_module(module)
-            setattr(module, self.attr, sys.modules[f"{self.parent}.{self.attr}"])
+            module.cython_blas = sys.modules[NAME]
         spec.loader.exec_module = exec_and_attach
         return spec
 
