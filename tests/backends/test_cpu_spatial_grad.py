@@ -141,6 +141,26 @@ def test_big_conv_gradients_split_images_between_two_threads():
     check_cpu(cases)
 
 
+def test_conv_gradients_of_big_images_take_one_image_per_sgemm():
+    """NCHW images of 256 pixels or more: one image per sgemm, dY read where it lies (no
+    gather), ConvTranspose's dX written straight into place; groups, bias or not, dX or not,
+    one thread and two."""
+    rng = np.random.default_rng(3)
+    r = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
+    fwd = [Case("Conv", [r(3, 4, 19, 19), r(6, 2, 3, 3), r(6)], dict(kernel=3, group=2)),
+           Case("Conv", [r(2, 3, 20, 18), r(4, 3, 3, 3)], dict(kernel=3, pad=2, stride=1)),
+           Case("Conv", [r(64, 1, 28, 28), r(20, 1, 5, 5), r(20)], dict(kernel=5)),
+           Case("ConvTranspose", [r(2, 4, 16, 16), r(4, 3, 3, 3), r(6)],
+                dict(kernel=3, stride=2, pad=1, group=2))]
+    cases = [grad_case(c, i) for i, c in enumerate(fwd)]
+    cases += [grad_case(fwd[0], 7, no_dx=True), grad_case(fwd[3], 8, no_dx=True)]
+    for c in cases:
+        src = kernel_source(c)
+        assert "no gather" in src and "side by side" not in src, c.args
+    assert "prange(2" in kernel_source(cases[2])  # LeNet's conv1: split between two threads
+    check_cpu(cases)
+
+
 def test_big_batches_of_small_images_split_the_forward_conv_too():
     """The forward NCHW conv of many small images (LeNet's conv2 at batch 64; an odd
     batch) takes the same two-thread image split as its gradient."""
