@@ -26,8 +26,9 @@ Lowering:
 * ConvGradient / ConvTransposeGradient: one template (`_conv_grad`), the latter seen as the
   convolution of dY that its gradient is. Per chunk of images and group: im2col (the
   forward's), then dW_g (+)= dY_g . cols^T as one sgemm over the whole chunk (NCHW: the
-  chunk's dY rows gathered side by side first), then dX: Conv computes the columns'
-  gradient W_g^T . dY_g with one sgemm and adds it back with col2im; ConvTranspose's dX is
+  chunk's dY rows gathered side by side first; images of NCHW_GEMM_COLUMNS pixels or more
+  are chunks of one, read in place), then dX: Conv computes the columns' gradient
+  W_g^T . dY_g with one sgemm and adds it back with col2im; ConvTranspose's dX is
   W_g . cols. Big problems split the images between two threads (own scratch, the second
   thread's dW added at the end). db sums dY in double.
 * MaxPoolGradient/AveragePoolGradient: direct loops over each output's window (clipped to
