@@ -116,8 +116,7 @@ def plan_segment(name: str, ops: list[BoundOp], input_types: dict[str, TensorTyp
     op_types = _infer_types(ops, run, written, input_types)
     placed = concat_placements(ops, run, written, op_types)
 
-    inputs: list[str] = []
-    where: dict[str, str] = {}          # blob name -> C expression of its current version
+    inputs: dict[str, int] = {}         # blob read from outside -> its index in x
     slots: list[Slot] = []
     steps: list[Step] = []
     seeds: list[int | None] = []
@@ -151,12 +150,11 @@ def plan_segment(name: str, ops: list[BoundOp], input_types: dict[str, TensorTyp
         for i, blob in enumerate(op.inputs):
             if i in host:
                 continue
-            if blob not in where:
-                inputs.append(blob)
-                where[blob] = f"x[{len(inputs) - 1}]"
-            in_exprs.append(where[blob])
             if blob in current:
+                in_exprs.append(f"self.b[{current[blob]}]")
                 steps_of[current[blob]].append(len(steps))
+            else:
+                in_exprs.append(f"x[{inputs.setdefault(blob, len(inputs))}]")
         act = ops[folded[pos]] if pos in folded else None
         kern, spec = lower(op, in_types, out_types, act.type if act is not None else None)
         args = [f"<const {b.ctype}*>{e}" for b, e in zip(spec.ins, in_exprs)]
@@ -168,7 +166,6 @@ def plan_segment(name: str, ops: list[BoundOp], input_types: dict[str, TensorTyp
         for j, (blob, b) in enumerate(zip(written[pos], spec.outs)):
             slot = value_slot(pos, j)
             out_slots.append(slot)
-            where[blob] = f"self.b[{slot}]"
             current[blob] = slot
             steps_of.setdefault(slot, []).append(len(steps))
             outputs[blob] = slot
@@ -186,8 +183,8 @@ def plan_segment(name: str, ops: list[BoundOp], input_types: dict[str, TensorTyp
         steps.append(Step(op, kern, spec, args, rng_index, act, out_slots))
     outputs = {blob: slot for blob, slot in outputs.items() if blob not in private}
     _share_memory(slots, steps_of, set(outputs.values()))
-    return SegmentPlan(name, inputs, [input_types[b] for b in inputs], slots, outputs, steps,
-                       seeds)
+    return SegmentPlan(name, list(inputs), [input_types[b] for b in inputs], slots, outputs,
+                       steps, seeds)
 
 
 def _share_memory(slots: list[Slot], steps_of: dict[int, list[int]], published: set[int]):
