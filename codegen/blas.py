@@ -26,11 +26,14 @@ NAME = "scipy.linalg.cython_blas"
 _lock = threading.Lock()
 
 
+def _scipy_folders() -> list[str]:
+    """Where the scipy package lives, found without importing it ([] if not installed)."""
+    spec = importlib.util.find_spec("scipy")
+    return list(spec.submodule_search_locations or []) if spec is not None else []
+
+
 def _extension_file() -> pathlib.Path | None:
-    spec = importlib.util.find_spec("scipy")  # finds the package without importing it
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for folder in spec.submodule_search_locations:
+    for folder in _scipy_folders():
         for suffix in importlib.machinery.EXTENSION_SUFFIXES:
             path = pathlib.Path(folder, "linalg", "cython_blas" + suffix)
             if path.is_file():
@@ -94,10 +97,7 @@ def set_threads(n: int) -> bool:
     (scipy linked against another BLAS): the caller then asks threadpoolctl, which finds any
     BLAS but costs ~12 ms of a warm cache hit to scan the process's libraries."""
     import ctypes
-    spec = importlib.util.find_spec("scipy")
-    if spec is None or not spec.submodule_search_locations:
-        return False
-    for folder in spec.submodule_search_locations:
+    for folder in _scipy_folders():
         for path in sorted(pathlib.Path(folder).parent.joinpath("scipy.libs").glob("*openblas*.so*")):
             try:
                 lib = ctypes.CDLL(str(path))  # already loaded: dlopen hands back that copy
