@@ -77,7 +77,9 @@ def _window_sum(v: np.ndarray, axis: int, size: int) -> np.ndarray:
     pad = [(0, 0)] * v.ndim
     pad[axis] = (pre, size - 1 - pre)
     csum = np.cumsum(np.pad(v, pad), axis=axis)
-    csum = np.concatenate([np.zeros_like(np.take(csum, [0], axis=axis)), csum], axis=axis)
+    zero = list(csum.shape)
+    zero[axis] = 1  # (by shape: with no channels and size 1 there is no entry to take it from)
+    csum = np.concatenate([np.zeros(zero, csum.dtype), csum], axis=axis)
     return (np.take(csum, np.arange(size, size + n), axis=axis)
             - np.take(csum, np.arange(0, n), axis=axis))
 

@@ -103,6 +103,17 @@ def test_big_rows_and_planes():
     check_cpu(cases)
 
 
+def test_lrn_of_no_channels():
+    """Empty LRN / LRNGradient inputs with a window of 1 (drawn by hypothesis: the
+    reference once failed there): empty outputs, kernel and reference alike."""
+    cases = []
+    for shape, order in (((1, 0, 0, 0), "NCHW"), ((2, 0, 3, 3), "NCHW"), ((2, 3, 3, 0), "NHWC")):
+        z = np.zeros(shape, np.float32)
+        args = dict(size=1, alpha=1.0, beta=0.5, order=order)
+        cases += [Case("LRN", [z], args, outputs=2), Case("LRNGradient", [z, z, z], args)]
+    check_cpu(cases)
+
+
 def test_forward_and_backward_net_compiles_whole():
     """SpatialBN (training) -> LRN -> Softmax and the gradient ops Caffe2's backward pass
     adds run as one compiled segment and match the reference executor blob for blob."""

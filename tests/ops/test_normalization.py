@@ -71,6 +71,18 @@ def test_lrn_alpha_is_divided_by_size():
     np.testing.assert_allclose(y.ravel(), [0.4], rtol=1e-6)
 
 
+@pytest.mark.parametrize("size", [1, 3])
+@pytest.mark.parametrize("order", ["NCHW", "NHWC"])
+def test_lrn_and_its_gradient_of_no_channels(size, order):
+    """Empty tensors, no channels included (with size 1 the window sum once indexed an
+    entry that does not exist): empty outputs of the same shape."""
+    for shape in ((1, 0, 0, 0), (2, 0, 3, 3), (0, 4, 2, 2)):
+        x = np.zeros(shape if order == "NCHW" else (shape[0], *shape[2:], shape[1]), np.float32)
+        y, scale = run("LRN", [x], 2, size=size, alpha=1.0, beta=0.5, order=order)
+        (dx,) = run("LRNGradient", [x, y, x], size=size, alpha=1.0, beta=0.5, order=order)
+        assert y.shape == scale.shape == dx.shape == x.shape
+
+
 @pytest.mark.parametrize("args", [dict(size=4, alpha=1.0, beta=0.5),   # even window
                                   dict(size=0, alpha=1.0, beta=0.5),   # Caffe2's default
                                   dict(size=3, beta=0.5),              # alpha default 0
