@@ -175,6 +175,24 @@ def test_big_batches_of_small_images_split_the_forward_conv_too():
     check_cpu(cases)
 
 
+def test_big_images_in_a_split_batch_take_one_image_per_sgemm():
+    """NCHW images of 256 pixels or more split between two threads: each image's sgemm
+    writes Y in place over its bias (no batched Z to copy out); groups, bias or not, 1x1
+    direct, an odd batch."""
+    rng = np.random.default_rng(4)
+    r = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
+    tol = dict(rtol=1e-4, atol=1e-4)
+    cases = [Case("Conv", [r(64, 1, 28, 28), r(20, 1, 5, 5), r(20)], dict(kernel=5), **tol),
+             Case("Conv", [r(32, 8, 16, 16), r(64, 4, 3, 3)], dict(kernel=3, pad=1, group=2),
+                  **tol),
+             Case("Conv", [r(17, 64, 16, 16), r(64, 64, 1, 1), r(64)], dict(kernel=1), **tol)]
+    for c in cases:
+        src = kernel_source(c)
+        assert "prange(2" in src and "written in place" in src, c.args
+        assert "side by side" not in src, c.args
+    check_cpu(cases)
+
+
 def kernel_source(case: Case) -> str:
     """The Cython body the case's op gets."""
     names = [f"x{i}" for i in range(len(case.inputs))]

@@ -109,6 +109,7 @@ CONV_PATHS = {
     "1x1 direct, channels split": (1, 512, 13, 13, 1000, 1, "NCHW", {}),
     "small images batched": (5, 3, 7, 7, 6, 3, "NCHW", {}),
     "small images batched, split": (64, 20, 12, 12, 50, 5, "NCHW", {}),
+    "big images one per sgemm, split": (64, 1, 28, 28, 20, 5, "NCHW", {}),
     "NHWC": (3, 4, 8, 8, 5, 3, "NHWC", {"pad": 1}),
     "NHWC 1x1 direct": (2, 4, 6, 6, 5, 1, "NHWC", {}),
 }

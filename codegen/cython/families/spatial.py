@@ -14,7 +14,8 @@ Lowering:
   OW == W (SAME-style 2-d convs) a tap's in-image rows are one contiguous memcpy. Small
   images (P < NCHW_GEMM_COLUMNS) are batched: their columns side by side in one sgemm, so
   BLAS gets a GEMM wide enough to split over its threads; Y is then copied out of it.
-  Many small images (enough multiply-adds) are split between two threads, half each.
+  Many images (enough multiply-adds) are split between two threads, half each; there,
+  big images stay one per sgemm, which writes Y in place.
 * Conv, NHWC: the im2col rows are contiguous patches [(kernel tap, channel)], so one sgemm
   per group covers a whole chunk of images (Y rows are output pixels, ldc = M).
 * ConvTranspose: per image and group one sgemm gives the columns, then col2im accumulates
@@ -132,20 +133,25 @@ def conv(k: KernelSpec) -> None:
         fit = COLS_LIMIT // max(v["P"] * max(v["CK"], v["Mg"]), 1)
         nb = min(N, -(-NCHW_GEMM_COLUMNS // v["P"]), fit)
         # many images: two threads take half the images each (own scratch), as the
-        # gradients do. Each batches at least two per sgemm: with one image per sgemm the
-        # per-image path would leave the second core idle unless that image alone were big
-        # enough to split its pixels (LeNet's conv1: 576 pixels, 0.6 -> 0.4 ms at batch 64).
+        # gradients do (LeNet's conv1: 576 pixels, 0.6 -> 0.4 ms at batch 64, against the
+        # one-image path's split pixels). Small images batch at least two per sgemm;
+        # images of NCHW_GEMM_COLUMNS pixels or more stay one per sgemm, written straight
+        # into Y over its bias (LeNet's conv1: 0.29 -> 0.26 ms, no Z to copy out).
         split = _split_rows(N, v["P"] * M, v["CK"]) if min(N // 2, fit) >= 2 else 0
-        if split:
+        if split and v["P"] < NCHW_GEMM_COLUMNS:
             nb = min(max(nb, 2), N - split)
         v["NB"] = max(nb, 1)
         v["LD"] = v["NB"] * v["P"]
         v["flat"] = _flat(v)
-        if v["NB"] > 1:
-            v["direct"] = False  # the images' columns are gathered side by side
-            v["split"] = split
-            k.scratch_buf((1 + bool(split)) * v["CK"] * v["LD"])
-            k.scratch_buf((1 + bool(split)) * v["Mg"] * v["LD"])
+        v["split"] = split
+        if v["NB"] > 1 or split:
+            threads = 1 + bool(split)
+            if v["NB"] > 1:
+                v["direct"] = False  # the images' columns are gathered side by side
+            if not v["direct"]:
+                v["cols"] = k.scratch_buf(threads * v["CK"] * v["LD"]).name
+            if v["NB"] > 1:
+                v["z"] = k.scratch_buf(threads * v["Mg"] * v["LD"]).name
         else:
             # One image per sgemm: a big one (ONE_IMAGE_SPLIT_MACS) is split between two
             # threads as linear.py's GEMMs are (single-threaded OpenBLAS), halving the bigger
@@ -154,7 +160,7 @@ def conv(k: KernelSpec) -> None:
             split = _split_gemm(v["P"], v["Mg"], v["CK"], ONE_IMAGE_SPLIT_MACS)
             v["gsplit"] = split and ({"rows": "pixels", "cols": "channels"}[split[0]], split[1])
             if not v["direct"]:
-                k.scratch_buf(v["CK"] * v["P"])
+                v["cols"] = k.scratch_buf(v["CK"] * v["P"]).name
     k.vars.update(v)
 
 
