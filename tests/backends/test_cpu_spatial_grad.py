@@ -193,6 +193,27 @@ def test_big_images_in_a_split_batch_take_one_image_per_sgemm():
     check_cpu(cases)
 
 
+def test_one_image_convs_run_in_pixel_chunks():
+    """One image per sgemm: each thread's block of Y is computed 512 pixels at a time (bias
+    fill, sgemm, Relu per chunk), ragged last chunks included; one thread, pixels split,
+    channels split with groups."""
+    rng = np.random.default_rng(5)
+    r = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
+    tol = dict(rtol=1e-4, atol=1e-4)
+    cases = [Case("Conv", [r(1, 2, 40, 40), r(3, 2, 3, 3)], dict(kernel=3), **tol),
+             Case("Conv", [r(2, 16, 41, 43), r(64, 16, 3, 3), r(64)], dict(kernel=3, pad=1),
+                  **tol),
+             Case("Conv", [r(1, 16, 24, 24), r(1200, 8, 1, 1), r(1200)],
+                  dict(kernel=1, group=2), **tol)]
+    splits = [None, "pixels", "channels"]
+    for c, axis in zip(cases, splits):
+        src = kernel_source(c)
+        assert "in chunks of 512" in src, c.args
+        assert (axis is not None) == ("prange(2" in src), c.args
+        assert axis is None or f"two threads take output {axis}" in src, c.args
+    check_cpu(cases)
+
+
 def kernel_source(case: Case) -> str:
     """The Cython body the case's op gets."""
     names = [f"x{i}" for i in range(len(case.inputs))]

@@ -103,6 +103,8 @@ def _conv_case(n, c, h, w, m, k, order="NCHW", seed=0, **conv):
 # each reaches one path of the conv template (families/spatial.py picks it from the sizes)
 CONV_PATHS = {
     "one image, one thread": (1, 3, 9, 9, 4, 3, "NCHW", {}),
+    "one image, one thread, pixel chunks": (1, 2, 40, 40, 3, 3, "NCHW", {}),
+    "1x1 direct, channels split, pixel chunks": (1, 8, 24, 24, 600, 1, "NCHW", {}),
     "one image, pixels split": (1, 16, 56, 56, 64, 3, "NCHW", {"pad": 1}),
     "1x1 direct, pixels split": (1, 128, 55, 55, 64, 1, "NCHW", {}),
     "one image, channels split": (1, 64, 13, 13, 256, 3, "NCHW", {"pad": 1}),

@@ -58,6 +58,11 @@ NCHW_GEMM_COLUMNS = 256
 # 7.91, 2 M 7.83, 1 M 7.50; while a neighbour loads the host the smaller thresholds lose
 # 5-8% (a 2-thread region waits for its slower thread), so the middle of the range.
 ONE_IMAGE_SPLIT_MACS = 1 << 21
+# One image per sgemm (NCHW): each thread's block of Y is filled with the bias, computed
+# and Relu'd this many pixels at a time, while the chunk is in cache. SqueezeNet's conv1
+# (12321 pixels x 64 channels, K = 27), interleaved: 0.47 ms whole, 0.35 ms from 128 to
+# 512 pixels a chunk (W_g is re-packed per chunk: 1/PIXEL_CHUNK of the work).
+PIXEL_CHUNK = 512
 # Conv gradients: a chunk's column matrix holds at most this many floats (1 MiB: it is
 # written by im2col, read by the dW sgemm, overwritten by dX's and read by col2im, so it
 # should stay in cache).
@@ -144,6 +149,8 @@ def conv(k: KernelSpec) -> None:
         v["LD"] = v["NB"] * v["P"]
         v["flat"] = _flat(v)
         v["split"] = split
+        v["PC"] = PIXEL_CHUNK
+        v["gsplit"] = None  # one image's GEMM is split below, if at all
         if v["NB"] > 1 or split:
             threads = 1 + bool(split)
             if v["NB"] > 1:
