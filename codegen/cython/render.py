@@ -407,4 +407,5 @@ def render(plan: SegmentPlan) -> str:
         uses_prange=any("prange(" in k["body"] for k in kernels),
         uses_sum=any("_sum_f32(" in k["body"] for k in kernels),
         uses_relu=any("_relu_f32(" in k["body"] for k in kernels),
+        uses_add=any("_add_f32(" in k["body"] for k in kernels),
         uses_rng=bool(plan.seeds))
