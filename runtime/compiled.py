@@ -292,7 +292,8 @@ def describe_rewrites(plan) -> list[str]:
     """What the planner did beyond one kernel per op: folded Relus, Concat inputs placed,
     buffers sharing memory."""
     lines = [f"op #{step.folded.index} ({step.folded.type}) folded into op #{step.op.index} "
-             f"({step.op.type})" for step in plan.steps if step.folded is not None]
+             f"({step.op.type}){', which still writes its own output' if step.spec.epilogue_out else ''}"
+             for step in plan.steps if step.folded is not None]
     shared = []
     for slot in plan.slots:
         if slot.role != "view":

@@ -102,8 +102,18 @@ class KernelSpec:
     errors: dict[int, str] = dataclasses.field(default_factory=dict)
     rng: bool = False
     # An activation folded into this kernel ("Relu": every output value becomes max(y, 0)),
-    # set by the fusion pass for kernels registered with `epilogues`; the body applies it.
+    # set by the fusion pass for kernels registered with `epilogues`; the body applies it,
+    # in place, or (a kept fold) into `epilogue_out`, an extra output of the same shape
+    # that the body addresses at the same offsets as o0.
     epilogue: str | None = None
+    epilogue_out: str | None = None
+
+    @property
+    def relu_to(self) -> str | None:
+        """Where a folded Relu writes: "o0" (in place), the kept fold's output, or None."""
+        if self.epilogue != "Relu":
+            return None
+        return self.epilogue_out or "o0"
 
     @property
     def index(self) -> int:
@@ -192,9 +202,10 @@ def epilogues(op: BoundOp) -> tuple[str, ...]:
 
 
 def lower(op: BoundOp, in_types: list[TensorType], out_types: list[TensorType],
-          epilogue: str | None = None) -> tuple[Kernel, KernelSpec]:
+          epilogue: str | None = None, keep: bool = False) -> tuple[Kernel, KernelSpec]:
     """The kernel and its prepared spec for `op` with these (fully known) types, with
-    `epilogue` (one of its kernel's `epilogues`) folded in.
+    `epilogue` (one of its kernel's `epilogues`) folded in: in place, or with `keep` into
+    an extra output after the op's own (o0 keeps the value the activation read).
 
     Raises Unsupported where the kernel does not cover this instance.
     """
@@ -207,6 +218,10 @@ def lower(op: BoundOp, in_types: list[TensorType], out_types: list[TensorType],
         b.ctype  # noqa: B018 - raises Unsupported for dtypes without a C type
     assert epilogue is None or epilogue in kern.epilogues, (op.type, epilogue)
     spec = KernelSpec(op, ins, outs, epilogue=epilogue)
+    if epilogue is not None and keep:
+        assert len(outs) == 1, op.type
+        outs.append(Buf("o1", outs[0].shape, outs[0].dtype))
+        spec.epilogue_out = "o1"
     kern.prepare(spec)
     return kern, spec
 

@@ -64,6 +64,7 @@ class Step:
     rng_index: int | None
     folded: BoundOp | None = None  # the activation op applied as this kernel's epilogue
     out_slots: list[int] = dataclasses.field(default_factory=list)
+    written: list[str] = dataclasses.field(default_factory=list)  # the blobs of out_slots
 
 
 @dataclasses.dataclass
@@ -109,10 +110,14 @@ def plan_segment(name: str, ops: list[BoundOp], input_types: dict[str, TensorTyp
     """
     from c2compile.passes.fusion import fold_activations
     folded = fold_activations(ops, private, lambda op, act: act in epilogues(op))
-    absorbed = set(folded.values())
+    absorbed = {f.activation for f in folded.values()}
     run = [pos for pos in range(len(ops)) if pos not in absorbed]  # the ops that get a kernel
-    written = {pos: ops[folded[pos]].outputs if pos in folded else ops[pos].outputs
-               for pos in run}
+    # what each kernel writes: a folding producer writes the activation's output instead
+    # of its own, or (keep) both
+    written = {pos: ops[pos].outputs for pos in run}
+    for pos, f in folded.items():
+        act_out = ops[f.activation].outputs
+        written[pos] = ops[pos].outputs + act_out if f.keep else act_out
     op_types = _infer_types(ops, run, written, input_types)
     placed = concat_placements(ops, run, written, op_types)
 
@@ -155,10 +160,12 @@ def plan_segment(name: str, ops: list[BoundOp], input_types: dict[str, TensorTyp
                 steps_of[current[blob]].append(len(steps))
             else:
                 in_exprs.append(f"x[{inputs.setdefault(blob, len(inputs))}]")
-        act = ops[folded[pos]] if pos in folded else None
-        kern, spec = lower(op, in_types, out_types, act.type if act is not None else None)
+        fold = folded.get(pos)
+        act = ops[fold.activation] if fold else None
+        kern, spec = lower(op, in_types, out_types[:len(op.outputs)],
+                           act.type if act is not None else None, keep=bool(fold and fold.keep))
         args = [f"<const {b.ctype}*>{e}" for b, e in zip(spec.ins, in_exprs)]
-        if act is not None:
+        if fold and not fold.keep:
             # the output buffer holds the activation's output; the value the activation read
             # is never materialised (fold_activations: nobody else reads or sees it)
             outputs.pop(op.outputs[0], None)
@@ -180,7 +187,7 @@ def plan_segment(name: str, ops: list[BoundOp], input_types: dict[str, TensorTyp
             dev = op.proto.device_option
             seeds.append(dev.random_seed if dev.HasField("random_seed") else None)
             args.append(f"self.r[{rng_index}]")
-        steps.append(Step(op, kern, spec, args, rng_index, act, out_slots))
+        steps.append(Step(op, kern, spec, args, rng_index, act, out_slots, list(written[pos])))
     outputs = {blob: slot for blob, slot in outputs.items() if blob not in private}
     _share_memory(slots, steps_of, set(outputs.values()))
     return SegmentPlan(name, list(inputs), [input_types[b] for b in inputs], slots, outputs,
@@ -222,6 +229,8 @@ def _infer_types(ops, run, written, input_types) -> dict[int, tuple[list, list]]
         in_types = [TensorType(None, None) if i in host else known[blob]
                     for i, blob in enumerate(op.inputs)]
         out_types = op.opdef.infer(op, *in_types)
+        # a kept fold's second output, the activation's, has the producer's output type
+        out_types += out_types[:1] * (len(written[pos]) - len(out_types))
         for t in out_types:
             if t.shape is None or t.dtype is None:
                 raise Unsupported(f"{op.where}: output shape depends on data")
@@ -312,7 +321,8 @@ def plan_digest(plan: SegmentPlan) -> str | None:
     from c2compile import __version__
     steps = [(s.op.index, s.op.proto.SerializeToString(deterministic=True), s.op.args,
               s.kernel.types, s.kernel.template, s.kernel.macro, s.spec.ins, s.spec.outs,
-              s.spec.scratch, s.spec.vars, s.spec.errors, s.spec.rng, s.spec.epilogue, s.args,
+              s.spec.scratch, s.spec.vars, s.spec.errors, s.spec.rng, s.spec.epilogue,
+              s.spec.epilogue_out, s.args,
               s.rng_index, s.folded and (s.folded.index, s.folded.type, s.folded.outputs),
               s.out_slots)
              for s in plan.steps]
@@ -384,9 +394,8 @@ def render(plan: SegmentPlan) -> str:
     kernels = []
     for step in plan.steps:
         op = step.op
-        written = step.folded.outputs if step.folded is not None else op.outputs
         outs = []
-        for n, b, i in zip(written, step.spec.outs, step.out_slots):
+        for n, b, i in zip(step.written, step.spec.outs, step.out_slots):
             slot, placed = plan.slots[i], ""
             base = plan.slots[slot.base] if slot.role == "view" else None
             if base is not None and base.role != "arena":  # a Concat input, computed in place
@@ -396,7 +405,8 @@ def render(plan: SegmentPlan) -> str:
         outs = ", ".join(outs)
         header = f"op #{op.index} ({op.type}{' ' + repr(op.name) if op.name else ''})"
         if step.folded is not None:
-            header += f" + op #{step.folded.index} ({step.folded.type}, folded in)"
+            kept = "; its input kept" if step.spec.epilogue_out else ""
+            header += f" + op #{step.folded.index} ({step.folded.type}, folded in{kept})"
         kernels.append(dict(
             index=op.index, header=comment(header),
             outs=outs, signature=_signature(step), body=render_kernel(step), args=step.args))
@@ -406,6 +416,7 @@ def render(plan: SegmentPlan) -> str:
         uses_blas=any("gemm" in k["body"] for k in kernels),
         uses_prange=any("prange(" in k["body"] for k in kernels),
         uses_sum=any("_sum_f32(" in k["body"] for k in kernels),
-        uses_relu=any("_relu_f32(" in k["body"] for k in kernels),
+        uses_relu=any("_relu_f32(" in k["body"] or "_relu_into_f32(" in k["body"]
+                      for k in kernels),
         uses_add=any("_add_f32(" in k["body"] for k in kernels),
         uses_rng=bool(plan.seeds))

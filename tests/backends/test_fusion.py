@@ -26,28 +26,35 @@ def _fold(net, private=()):
 
 
 def test_which_relus_fold():
+    """{producer: (activation, keep)}: keep writes the pre-activation value too."""
     net = core.Net("public")
     net.FC(["x", "w", "b"], "y")
     net.Relu("y", "z")
-    assert _fold(net) == {}                   # y stays fetchable after RunNet
-    assert _fold(net, private={"y"}) == {0: 1}
+    assert _fold(net) == {0: (1, True)}       # y stays fetchable after RunNet
+    assert _fold(net, private={"y"}) == {0: (1, False)}
 
     net = core.Net("in_place")
     net.FC(["x", "w", "b"], "y")
     net.Relu("y", "y")
-    assert _fold(net) == {0: 1}               # the pre-activation version is overwritten
+    assert _fold(net) == {0: (1, False)}      # the pre-activation version is overwritten
 
     net = core.Net("second_reader")
     net.FC(["x", "w", "b"], "y")
     net.Relu("y", "z")
     net.Sigmoid("y", "s")
-    assert _fold(net, private={"y"}) == {}    # Sigmoid needs y itself
+    assert _fold(net, private={"y"}) == {0: (1, True)}  # Sigmoid needs y itself
 
     net = core.Net("read_before_relu")
     net.FC(["x", "w", "b"], "y")
     net.Copy("y", "c")
     net.Relu("y", "y")
-    assert _fold(net) == {}
+    assert _fold(net) == {}                   # Copy must see y before the Relu
+
+    net = core.Net("output_used_between")     # z's old value is read before the Relu
+    net.FC(["x", "w", "b"], "y")
+    net.Copy("z", "c")
+    net.Relu("y", "z")
+    assert _fold(net, private={"y"}) == {}
 
     net = core.Net("not_foldable")
     net.Sigmoid("x", "y")
@@ -60,7 +67,7 @@ def test_which_relus_fold():
     net.Sigmoid("y", "s")
     net.FC(["s", "w2", "b"], "y")
     net.Relu("y", "y")
-    assert _fold(net) == {2: 3}
+    assert _fold(net) == {2: (3, False)}
 
 
 def _conv_relu_net(order="NCHW", **conv):
@@ -130,6 +137,31 @@ def test_folded_conv_relu_matches_the_reference(path):
     assert (z >= 0).all() and (z == 0).any()
 
 
+def _run_net(net, feeds: dict) -> tuple[dict, str]:
+    """RunNet (every blob fetchable): the fetched y and z, and the generated source."""
+    for blob, value in feeds.items():
+        workspace.FeedBlob(blob, value)
+    workspace.CreateNet(net)
+    workspace.RunNet(net.Name())
+    seg = workspace._ws().nets[net.Name()].compiled.segments[0]
+    source = next(iter(seg.variants.values())).source
+    return {b: workspace.FetchBlob(b) for b in ("y", "z")}, source
+
+
+@pytest.mark.parametrize("path", CONV_PATHS)
+def test_kept_fold_writes_both_conv_and_relu(path):
+    """Under RunNet y stays fetchable: each conv path writes y and, from the same chunk,
+    z = max(y, 0) into its second output."""
+    n, c, h, w, m, k, order, conv = CONV_PATHS[path]
+    net, params, x = _conv_case(n, c, h, w, m, k, order, **conv)
+    got, source = _run_net(net, {"x": x, **params})
+    assert "(Relu, folded in; its input kept)" in source and "_relu_into_f32(" in source
+    want = reference_run(net, {"x": x, **params})
+    np.testing.assert_allclose(got["y"], want["y"], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(got["z"], want["z"], rtol=1e-4, atol=1e-5)
+    assert (got["y"] < 0).any() and (got["z"] == np.maximum(got["y"], 0)).all()
+
+
 @pytest.mark.parametrize("m,k,n", [(4, 3, 5), (64, 784, 1568), (2048, 256, 64)],
                          ids=["one thread", "columns split", "rows split"])
 def test_folded_fc_relu_matches_the_reference(m, k, n):
@@ -141,6 +173,10 @@ def test_folded_fc_relu_matches_the_reference(m, k, n):
     z, source = _predict(net, params, x)
     assert "(Relu, folded in)" in source
     np.testing.assert_allclose(z, _reference(net, {"x": x, **params}), rtol=1e-4, atol=1e-5)
+    got, source = _run_net(net, {"x": x, **params})  # kept fold: y and z both written
+    assert "(Relu, folded in; its input kept)" in source
+    np.testing.assert_allclose(got["y"], x @ params["w"].T + params["b"], rtol=1e-4, atol=1e-4)
+    assert (got["z"] == np.maximum(got["y"], 0)).all()
 
 
 @settings(max_examples=6, deadline=None)
@@ -156,6 +192,25 @@ def test_folded_conv_relu_on_drawn_shapes(n, c, hw, m, k, pad, stride, order):
     np.testing.assert_allclose(z, _reference(net, {"x": x, **params}), rtol=1e-4, atol=1e-5)
 
 
+def test_a_pre_activation_another_op_reads_is_kept():
+    """Predictor, y private but read by a Sigmoid too: the FC writes y and z together."""
+    net = _fc_relu_net()
+    net.Sigmoid("y", "s")
+    net.AddExternalOutput("s")
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((6, 3)).astype(np.float32)
+    params = {"w": rng.standard_normal((4, 3)).astype(np.float32),
+              "b": rng.standard_normal(4).astype(np.float32)}
+    p = Predictor(given_fill_net(params), net.Proto())
+    z, s = p.run([x])
+    source = "".join(v.source for seg in p.segments if seg.compiled
+                     for v in seg.variants.values())
+    assert "(Relu, folded in; its input kept)" in source
+    y = x @ params["w"].T + params["b"]
+    np.testing.assert_allclose(z, np.maximum(y, 0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(s, 1 / (1 + np.exp(-y)), rtol=1e-5, atol=1e-6)
+
+
 def test_nan_stays_nan_as_in_the_relu_op():
     x = np.array([[np.nan, 1.0], [-1.0, 2.0]], np.float32)
     params = {"w": np.eye(2, dtype=np.float32), "b": np.zeros(2, np.float32)}
@@ -163,7 +218,7 @@ def test_nan_stays_nan_as_in_the_relu_op():
     assert np.isnan(z[0, 0]) and z[1, 0] == 0 and z[1, 1] == 2
 
 
-def test_runnet_keeps_every_blob_and_folds_only_in_place_relus():
+def test_runnet_keeps_every_blob_and_folds_relus_keeping_their_input():
     rng = np.random.default_rng(2)
     x = rng.standard_normal((4, 3)).astype(np.float32)
     w = rng.standard_normal((5, 3)).astype(np.float32)
@@ -183,6 +238,7 @@ def test_runnet_keeps_every_blob_and_folds_only_in_place_relus():
     seg = workspace._ws().nets[net.Name()].compiled.segments[0]
     source = next(iter(seg.variants.values())).source
     assert source.count("(Relu, folded in)") == 2  # the in-place one (two comment lines)
+    assert source.count("(Relu, folded in; its input kept)") == 2  # y -> z: y stays
     u = np.maximum(np.maximum(y, 0) @ workspace.FetchBlob("w2").T, 0)
     np.testing.assert_allclose(workspace.FetchBlob("u"), u, rtol=1e-5, atol=1e-6)
 
