@@ -142,6 +142,27 @@ def test_big_fcs_split_between_two_threads():
     net = [n for n in workspace._ws().nets.values()][-1]
     (variant,) = net.compiled.segments[0].variants.values()
     assert variant.source.count("prange(2") == 12
-    assert variant.source.count("two threads take cols [0, 250) and [250, 500)") == 2
+    # FC's batch of 65 takes the small-batch form (C = X W^T), FCTransposed the general one
+    assert variant.source.count("two threads take output columns [0, 250) and [250, 500)") == 1
+    assert variant.source.count("two threads take cols [0, 250) and [250, 500)") == 1
     assert variant.source.count("two threads take rows [0, 300) and [300, 601)") == 6
     assert variant.source.count("two threads take cols [0, 250) and [250, 501)") == 4
+
+
+def test_small_batch_fcs_compute_x_times_w_transposed():
+    """FC of up to SWAP_MAX_ROWS rows, fewer than its columns: sgemm computes C = X W^T
+    (column-major) and each column goes into Y with its bias. Batch 1, the boundary batches
+    128 and 129, a square FC (no), one thread and two."""
+    from c2compile import workspace
+    from c2compile.codegen.cython.families.linear import SPLIT_MACS, SWAP_MAX_ROWS
+    rng = np.random.default_rng(6)
+    f = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
+    shapes = [(1, 1568, 784), (SWAP_MAX_ROWS, 40, SWAP_MAX_ROWS + 3),
+              (SWAP_MAX_ROWS + 1, 40, SWAP_MAX_ROWS + 3), (7, 9, 7), (100, 700, 401)]
+    assert 100 * 700 * 401 >= SPLIT_MACS
+    check_cpu([Case("FC", [f(M, K), f(N, K), f(N)], rtol=1e-4, atol=1e-3)
+               for M, K, N in shapes])
+    net = [n for n in workspace._ws().nets.values()][-1]
+    (variant,) = net.compiled.segments[0].variants.values()
+    assert variant.source.count("sgemm(\"T\", \"N\") computes C = X W^T") == 3
+    assert variant.source.count("two threads take output columns [0, 200) and [200, 401)") == 1
