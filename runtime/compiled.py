@@ -291,8 +291,9 @@ def describe_partition(segments, variants: bool = True, source: bool = False) ->
 def describe_rewrites(plan) -> list[str]:
     """What the planner did beyond one kernel per op: folded Relus, Concat inputs placed,
     buffers sharing memory."""
+    kept = ", which still writes its own output"
     lines = [f"op #{step.folded.index} ({step.folded.type}) folded into op #{step.op.index} "
-             f"({step.op.type}){', which still writes its own output' if step.spec.epilogue_out else ''}"
+             f"({step.op.type}){kept if step.spec.epilogue_out else ''}"
              for step in plan.steps if step.folded is not None]
     shared = []
     for slot in plan.slots:
