@@ -64,7 +64,6 @@ class Step:
     rng_index: int | None
     folded: BoundOp | None = None  # the activation op applied as this kernel's epilogue
     out_slots: list[int] = dataclasses.field(default_factory=list)
-    written: list[str] = dataclasses.field(default_factory=list)  # the blobs of out_slots
 
 
 @dataclasses.dataclass
@@ -187,7 +186,7 @@ def plan_segment(name: str, ops: list[BoundOp], input_types: dict[str, TensorTyp
             dev = op.proto.device_option
             seeds.append(dev.random_seed if dev.HasField("random_seed") else None)
             args.append(f"self.r[{rng_index}]")
-        steps.append(Step(op, kern, spec, args, rng_index, act, out_slots, list(written[pos])))
+        steps.append(Step(op, kern, spec, args, rng_index, act, out_slots))
     outputs = {blob: slot for blob, slot in outputs.items() if blob not in private}
     _share_memory(slots, steps_of, set(outputs.values()))
     return SegmentPlan(name, list(inputs), [input_types[b] for b in inputs], slots, outputs,
@@ -395,13 +394,13 @@ def render(plan: SegmentPlan) -> str:
     for step in plan.steps:
         op = step.op
         outs = []
-        for n, b, i in zip(step.written, step.spec.outs, step.out_slots):
+        for b, i in zip(step.spec.outs, step.out_slots):
             slot, placed = plan.slots[i], ""
             base = plan.slots[slot.base] if slot.role == "view" else None
             if base is not None and base.role != "arena":  # a Concat input, computed in place
                 placed = (f" (in place in {comment(base.blob)} from element "
                           f"{slot.offset // base.dtype.itemsize})")
-            outs.append(f"{comment(n)} {shape_str(b)}:{b.dtype}{placed}")
+            outs.append(f"{comment(slot.blob)} {shape_str(b)}:{b.dtype}{placed}")
         outs = ", ".join(outs)
         header = f"op #{op.index} ({op.type}{' ' + repr(op.name) if op.name else ''})"
         if step.folded is not None:
