@@ -15,10 +15,12 @@ the plain import would have.
 """
 from __future__ import annotations
 
+import functools
 import importlib.abc
 import importlib.machinery
 import importlib.util
 import pathlib
+import re
 import sys
 import threading
 
@@ -91,22 +93,65 @@ _SETTERS = ("scipy_openblas_set_num_threads", "scipy_openblas_set_num_threads64_
             "openblas_set_num_threads", "openblas_set_num_threads64_")
 
 
-def set_threads(n: int) -> bool:
-    """Set the thread count of the OpenBLAS that scipy's wheel bundles (in `scipy.libs`,
-    loaded by `preload`) straight through its C setter. False when there is no such library
-    (scipy linked against another BLAS): the caller then asks threadpoolctl, which finds any
-    BLAS but costs ~12 ms of a warm cache hit to scan the process's libraries."""
+def _scipy_openblas():
+    """The OpenBLAS libraries scipy's wheel bundles (in `scipy.libs`), as ctypes handles."""
     import ctypes
     for folder in _scipy_folders():
         for path in sorted(pathlib.Path(folder).parent.joinpath("scipy.libs").glob("*openblas*.so*")):
             try:
-                lib = ctypes.CDLL(str(path))  # already loaded: dlopen hands back that copy
+                yield ctypes.CDLL(str(path))  # already loaded: dlopen hands back that copy
             except OSError:
                 continue
-            for symbol in _SETTERS:
-                setter = getattr(lib, symbol, None)
-                if setter is not None:
-                    setter.argtypes, setter.restype = [ctypes.c_int], None
-                    setter(n)
-                    return True
+
+
+def set_threads(n: int) -> bool:
+    """Set the thread count of the OpenBLAS that scipy's wheel bundles (loaded by
+    `preload`) straight through its C setter. False when there is no such library (scipy
+    linked against another BLAS): the caller then asks threadpoolctl, which finds any BLAS
+    but costs ~12 ms of a warm cache hit to scan the process's libraries."""
+    import ctypes
+    for lib in _scipy_openblas():
+        for symbol in _SETTERS:
+            setter = getattr(lib, symbol, None)
+            if setter is not None:
+                setter.argtypes, setter.restype = [ctypes.c_int], None
+                setter(n)
+                return True
     return False
+
+
+# OpenBLAS cores whose sgemm has the unpacked small-matrix kernels (SMALL_MATRIX_OPT,
+# OpenBLAS 0.3.17 on): kernel/x86_64/sgemm_small_kernel_*_skylakex.c, which Cooperlake and
+# Sapphire Rapids use too, as do AMD Zen 4/5 under DYNAMIC_ARCH (reported as SkylakeX).
+_SMALL_KERNEL_CORES = ("skylakex", "cooperlake", "sapphirerapids")
+# Their permit function: sgemm("N", "N") up to this many multiply-adds (M * N * K) skips
+# packing A and B. Measured here (Zen 4, one thread, OpenBLAS 0.3.30): 103-111 GFLOP/s for
+# SqueezeNet's conv shapes with M a multiple of 16 at or under the bound, against 55-98
+# packed (M x N x K = 488 x 16 x 128: 109 vs 55 one pixel over the bound).
+SMALL_KERNEL_MACS = 100 * 100 * 100
+
+
+def _openblas_string(function: str) -> str:
+    """What OpenBLAS's `function` (get_config, get_corename) of scipy's wheel returns ("":
+    no such library)."""
+    import ctypes
+    for lib in _scipy_openblas():
+        for prefix in ("scipy_openblas_", "openblas_"):
+            for suffix in ("", "64_"):
+                fn = getattr(lib, prefix + function + suffix, None)
+                if fn is not None:
+                    fn.argtypes, fn.restype = [], ctypes.c_char_p
+                    return (fn() or b"").decode("ascii", "replace")
+    return ""
+
+
+@functools.cache
+def small_gemm_macs() -> int:
+    """Multiply-adds up to which scipy's OpenBLAS runs sgemm("N", "N") through its small-
+    matrix kernel, with no packing (0: it has none). Kernels size their GEMM blocks under it."""
+    config = _openblas_string("get_config").split()
+    version = re.match(r"(\d+)\.(\d+)\.(\d+)", config[1]) if len(config) > 1 else None
+    if version is None or tuple(map(int, version.groups())) < (0, 3, 17):
+        return 0
+    core = _openblas_string("get_corename").lower()
+    return SMALL_KERNEL_MACS if core in _SMALL_KERNEL_CORES else 0

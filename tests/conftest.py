@@ -21,6 +21,16 @@ def _fresh_workspace(tmp_path):
     workspace.SwitchWorkspace("default")
 
 
+@pytest.fixture(params=[0, 1_000_000], ids=["packed-sgemm", "small-sgemm"])
+def small_gemm(request, monkeypatch):
+    """Kernels generated as for an OpenBLAS without, then with, the unpacked small-matrix
+    sgemm kernel (codegen/blas.small_gemm_macs, which sizes GEMM blocks to fit it): both
+    forms are right whichever kernel this machine's OpenBLAS has; only the speed differs."""
+    from c2compile.codegen import blas
+    monkeypatch.setattr(blas, "small_gemm_macs", lambda: request.param)
+    return request.param
+
+
 # ----------------------------------------------------------------------------- real models
 
 MODELS = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "models"

@@ -84,3 +84,28 @@ def test_set_threads_reaches_scipys_openblas_and_only_it():
     if found == "False":
         pytest.skip("this scipy links another BLAS (limit_blas_threads uses threadpoolctl)")
     assert (one, two, others_kept) == ("1", "2", "True")
+
+
+@pytest.mark.parametrize("config, core, macs", [
+    ("OpenBLAS 0.3.30 DYNAMIC_ARCH NO_AFFINITY SkylakeX MAX_THREADS=64", "SkylakeX", 10**6),
+    ("OpenBLAS 0.3.27 DYNAMIC_ARCH Cooperlake", "Cooperlake", 10**6),
+    ("OpenBLAS 0.3.30 DYNAMIC_ARCH Haswell", "Haswell", 0),    # no small-matrix kernels
+    ("OpenBLAS 0.3.13 DYNAMIC_ARCH SkylakeX", "SkylakeX", 0),  # before they existed
+    ("", "", 0),                                               # scipy on another BLAS
+])
+def test_small_gemm_macs_follows_the_openblas_core_and_version(monkeypatch, config, core, macs):
+    from c2compile.codegen import blas
+    answers = {"get_config": config, "get_corename": core}
+    monkeypatch.setattr(blas, "_openblas_string", answers.__getitem__)
+    blas.small_gemm_macs.cache_clear()
+    try:
+        assert blas.small_gemm_macs() == macs
+    finally:
+        blas.small_gemm_macs.cache_clear()
+
+
+def test_this_machines_openblas_is_described():
+    """The real library answers: a version and a core name (so the rule above applies)."""
+    from c2compile.codegen import blas
+    assert blas._openblas_string("get_config").startswith("OpenBLAS ")
+    assert blas._openblas_string("get_corename")

@@ -193,10 +193,12 @@ def test_big_images_in_a_split_batch_take_one_image_per_sgemm():
     check_cpu(cases)
 
 
-def test_one_image_convs_run_in_pixel_chunks():
-    """One image per sgemm: each thread's block of Y is computed 512 pixels at a time (bias
-    fill, sgemm, Relu per chunk), ragged last chunks included; one thread, pixels split,
-    channels split with groups."""
+def test_one_image_convs_run_in_pixel_chunks(small_gemm):
+    """One image per sgemm: each thread's block of Y is computed a chunk of pixels at a time
+    (bias fill, sgemm, Relu per chunk), ragged last chunks included; one thread, pixels
+    split, channels split with groups. Chunks are 512 pixels, or with OpenBLAS's small
+    sgemm kernel the most multiples of 16 whose sgemm fits it (pixels x channels x CK <=
+    10^6: 18512 > 1444 pixels, 96 with 64 channels over 144, 416 with 300 over 8)."""
     rng = np.random.default_rng(5)
     r = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
     tol = dict(rtol=1e-4, atol=1e-4)
@@ -206,11 +208,31 @@ def test_one_image_convs_run_in_pixel_chunks():
              Case("Conv", [r(1, 16, 24, 24), r(1200, 8, 1, 1), r(1200)],
                   dict(kernel=1, group=2), **tol)]
     splits = [None, "pixels", "channels"]
-    for c, axis in zip(cases, splits):
+    chunks = [18512, 96, 416] if small_gemm else [512, 512, 512]
+    for c, axis, chunk in zip(cases, splits, chunks):
         src = kernel_source(c)
-        assert "in chunks of 512" in src, c.args
+        assert f"in chunks of {chunk}" in src, c.args
         assert (axis is not None) == ("prange(2" in src), c.args
         assert axis is None or f"two threads take output {axis}" in src, c.args
+    check_cpu(cases)
+
+
+def test_small_images_skip_the_gather_with_the_small_sgemm_kernel(small_gemm):
+    """Small NCHW images (LeNet's conv2: 64 pixels, 50 channels over 500) are gathered side
+    by side into one wide sgemm only where OpenBLAS has no small-matrix kernel; with it,
+    each image's sgemm takes 32 pixels at a time straight into Y. Images of fewer than 16
+    pixels are gathered either way."""
+    rng = np.random.default_rng(6)
+    r = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
+    tol = dict(rtol=1e-4, atol=1e-4)
+    cases = [Case("Conv", [r(64, 20, 12, 12), r(50, 20, 5, 5), r(50)], dict(kernel=5), **tol),
+             Case("Conv", [r(3, 6, 11, 10), r(8, 3, 3, 3), r(8)], dict(kernel=3, group=2),
+                  **tol),
+             Case("Conv", [r(9, 4, 3, 3), r(5, 4, 1, 1)], dict(kernel=1), **tol)]
+    for c in cases[:2]:
+        assert ("side by side" in kernel_source(c)) == (not small_gemm), c.args
+    assert "in chunks of 32" in kernel_source(cases[0]) or not small_gemm
+    assert "side by side" in kernel_source(cases[2])
     check_cpu(cases)
 
 

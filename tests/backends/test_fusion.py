@@ -125,7 +125,7 @@ CONV_PATHS = {
 
 
 @pytest.mark.parametrize("path", CONV_PATHS)
-def test_folded_conv_relu_matches_the_reference(path):
+def test_folded_conv_relu_matches_the_reference(path, small_gemm):
     n, c, h, w, m, k, order, conv = CONV_PATHS[path]
     net, params, x = _conv_case(n, c, h, w, m, k, order, **conv)
     z, source = _predict(net, params, x)
@@ -149,7 +149,7 @@ def _run_net(net, feeds: dict) -> tuple[dict, str]:
 
 
 @pytest.mark.parametrize("path", CONV_PATHS)
-def test_kept_fold_writes_both_conv_and_relu(path):
+def test_kept_fold_writes_both_conv_and_relu(path, small_gemm):
     """Under RunNet y stays fetchable: each conv path writes y and, from the same chunk,
     z = max(y, 0) into its second output."""
     n, c, h, w, m, k, order, conv = CONV_PATHS[path]
