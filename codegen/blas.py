@@ -124,11 +124,13 @@ def set_threads(n: int) -> bool:
 # OpenBLAS 0.3.17 on): kernel/x86_64/sgemm_small_kernel_*_skylakex.c, which Cooperlake and
 # Sapphire Rapids use too, as do AMD Zen 4/5 under DYNAMIC_ARCH (reported as SkylakeX).
 _SMALL_KERNEL_CORES = ("skylakex", "cooperlake", "sapphirerapids")
-# Their permit function: sgemm("N", "N") up to this many multiply-adds (M * N * K) skips
-# packing A and B. Measured here (Zen 4, one thread, OpenBLAS 0.3.30): 103-111 GFLOP/s for
+# Their permit function: an sgemm of up to this many multiply-adds (M * N * K) skips
+# packing A and B; sgemm("T", "N") only with C at most SMALL_TN_MAX_MN elements and K at
+# least SMALL_TN_MIN_K. Measured here (Zen 4, one thread, OpenBLAS 0.3.30): 103-111 GFLOP/s for
 # SqueezeNet's conv shapes with M a multiple of 16 at or under the bound, against 55-98
 # packed (M x N x K = 488 x 16 x 128: 109 vs 55 one pixel over the bound).
 SMALL_KERNEL_MACS = 100 * 100 * 100
+SMALL_TN_MAX_MN, SMALL_TN_MIN_K = 1200, 32
 
 
 def _openblas_string(function: str) -> str:
@@ -155,3 +157,19 @@ def small_gemm_macs() -> int:
         return 0
     core = _openblas_string("get_corename").lower()
     return SMALL_KERNEL_MACS if core in _SMALL_KERNEL_CORES else 0
+
+
+def small_nn_rows(n: int, k: int) -> int:
+    """The most rows M, in multiples of 16, of an sgemm("N", "N") of N = `n` columns over
+    K = `k` that stay within the small-matrix kernel; 0 when not even 16 do."""
+    fit = small_gemm_macs() // max(n * k, 1) // 16 * 16
+    return fit if fit >= 16 else 0
+
+
+def small_tn_columns(m: int, k: int) -> int:
+    """The most columns N, in multiples of 8, of an sgemm("T", "N") of M = `m` rows over
+    K = `k` that stay within the small-matrix kernel; 0 when not even 8 do."""
+    if k < SMALL_TN_MIN_K:
+        return 0
+    fit = min(SMALL_TN_MAX_MN // max(m, 1), small_gemm_macs() // max(m * k, 1)) // 8 * 8
+    return fit if fit >= 8 else 0

@@ -16,8 +16,9 @@ Lowering:
   BLAS gets a GEMM wide enough to run near peak; Y is then copied out of it. Many images
   (enough multiply-adds) are split between two threads, half each; there, big images
   stay one per sgemm, which writes Y in place. One image's sgemm runs in chunks of pixels
-  sized for OpenBLAS's unpacked small-matrix kernel where it has one (blas.small_gemm_macs,
-  `_small_chunk`); with it, images of 16 pixels or more are never batched.
+  sized for OpenBLAS's unpacked small-matrix kernel where it has one (blas.small_nn_rows:
+  103-111 GFLOP/s on one thread for SqueezeNet's and LeNet's shapes, against 55-98
+  packed); with it, images of 16 pixels or more are never batched.
 * Conv, NHWC: the im2col rows are contiguous patches [(kernel tap, channel)], so one sgemm
   per group covers a whole chunk of images (Y rows are output pixels, ldc = M).
 * ConvTranspose: per image and group one sgemm gives the columns, then col2im accumulates
@@ -70,16 +71,6 @@ PIXEL_CHUNK = 512
 # written by im2col, read by the dW sgemm, overwritten by dX's and read by col2im, so it
 # should stay in cache).
 GRAD_COLS = 1 << 18
-
-
-def _small_chunk(channels: int, ck: int) -> int:
-    """The most pixels, in multiples of 16, that one sgemm over `channels` output channels
-    and CK = `ck` can take while staying within OpenBLAS's small-matrix kernel
-    (blas.small_gemm_macs: no packing; 103-111 GFLOP/s on one thread for SqueezeNet's and
-    LeNet's shapes, against 55-98 packed); 0 when not even 16 fit (or there is no such
-    kernel)."""
-    fit = blas.small_gemm_macs() // max(channels * ck, 1) // 16 * 16
-    return fit if fit >= 16 else 0
 
 
 def _float32_only(k: KernelSpec) -> None:
@@ -150,7 +141,7 @@ def conv(k: KernelSpec) -> None:
         # peak), within the scratch limit; then Y is copied out of Z image by image
         fit = COLS_LIMIT // max(v["P"] * max(v["CK"], v["Mg"]), 1)
         nb = min(N, -(-NCHW_GEMM_COLUMNS // v["P"]), fit)
-        if v["P"] >= 16 and _small_chunk(v["Mg"], v["CK"]):
+        if v["P"] >= 16 and blas.small_nn_rows(v["Mg"], v["CK"]):
             nb = 1  # images of 16 pixels or more run at full speed through the small kernel
         # many images: two threads take half the images each (own scratch), as the
         # gradients do (LeNet's conv1: 576 pixels, 0.6 -> 0.4 ms at batch 64, against the
@@ -164,7 +155,7 @@ def conv(k: KernelSpec) -> None:
         v["LD"] = v["NB"] * v["P"]
         v["flat"] = _flat(v)
         v["split"] = split
-        v["PC"] = _small_chunk(v["Mg"], v["CK"]) or PIXEL_CHUNK
+        v["PC"] = blas.small_nn_rows(v["Mg"], v["CK"]) or PIXEL_CHUNK
         v["gsplit"] = None  # one image's GEMM is split below, if at all
         if v["NB"] > 1 or split:
             threads = 1 + bool(split)
@@ -182,7 +173,7 @@ def conv(k: KernelSpec) -> None:
             split = _split_gemm(v["P"], v["Mg"], v["CK"], ONE_IMAGE_SPLIT_MACS)
             v["gsplit"] = split and ({"rows": "pixels", "cols": "channels"}[split[0]], split[1])
             if split and split[0] == "cols":
-                v["PC"] = _small_chunk(v["Mg"] - split[1], v["CK"]) or PIXEL_CHUNK
+                v["PC"] = blas.small_nn_rows(v["Mg"] - split[1], v["CK"]) or PIXEL_CHUNK
             if not v["direct"]:
                 v["cols"] = k.scratch_buf(v["CK"] * v["P"]).name
     k.vars.update(v)
