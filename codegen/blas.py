@@ -126,9 +126,9 @@ def set_threads(n: int) -> bool:
 _SMALL_KERNEL_CORES = ("skylakex", "cooperlake", "sapphirerapids")
 # Their permit function: an sgemm of up to this many multiply-adds (M * N * K) skips
 # packing A and B; sgemm("T", "N") only with C at most SMALL_TN_MAX_MN elements and K at
-# least SMALL_TN_MIN_K. Measured here (Zen 4, one thread, OpenBLAS 0.3.30): 103-111 GFLOP/s for
-# SqueezeNet's conv shapes with M a multiple of 16 at or under the bound, against 55-98
-# packed (M x N x K = 488 x 16 x 128: 109 vs 55 one pixel over the bound).
+# least SMALL_TN_MIN_K. Measured here (Zen 4, one thread, OpenBLAS 0.3.30): 100-111
+# GFLOP/s for SqueezeNet's, LeNet's and the MLP's shapes at or under the bound, against
+# 55-98 packed (M x N x K = 480 x 16 x 128: 109, and 489 x 16 x 128: 55).
 SMALL_KERNEL_MACS = 100 * 100 * 100
 SMALL_TN_MAX_MN, SMALL_TN_MIN_K = 1200, 32
 
@@ -149,8 +149,8 @@ def _openblas_string(function: str) -> str:
 
 @functools.cache
 def small_gemm_macs() -> int:
-    """Multiply-adds up to which scipy's OpenBLAS runs sgemm("N", "N") through its small-
-    matrix kernel, with no packing (0: it has none). Kernels size their GEMM blocks under it."""
+    """Multiply-adds up to which scipy's OpenBLAS runs an sgemm through its small-matrix
+    kernel, with no packing (0: it has none). Kernels size their GEMM blocks under it."""
     config = _openblas_string("get_config").split()
     version = re.match(r"(\d+)\.(\d+)\.(\d+)", config[1]) if len(config) > 1 else None
     if version is None or tuple(map(int, version.groups())) < (0, 3, 17):

@@ -93,7 +93,8 @@ def test_set_threads_reaches_scipys_openblas_and_only_it():
     ("OpenBLAS 0.3.13 DYNAMIC_ARCH SkylakeX", "SkylakeX", 0),  # before they existed
     ("", "", 0),                                               # scipy on another BLAS
 ])
-def test_small_gemm_macs_follows_the_openblas_core_and_version(monkeypatch, config, core, macs):
+def test_small_gemm_macs_follows_the_openblas_core_and_version(monkeypatch, config, core,
+                                                                macs):
     from c2compile.codegen import blas
     answers = {"get_config": config, "get_corename": core}
     monkeypatch.setattr(blas, "_openblas_string", answers.__getitem__)
