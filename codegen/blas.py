@@ -87,12 +87,6 @@ class _SetAttributeOnImport(importlib.abc.MetaPathFinder):
         return spec
 
 
-# OpenBLAS's thread-count setter under the names scipy's wheels (scipy-openblas, symbols
-# prefixed, maybe 64-bit suffixed) and plain OpenBLAS builds export it.
-_SETTERS = ("scipy_openblas_set_num_threads", "scipy_openblas_set_num_threads64_",
-            "openblas_set_num_threads", "openblas_set_num_threads64_")
-
-
 def _scipy_openblas():
     """The OpenBLAS libraries scipy's wheel bundles (in `scipy.libs`), as ctypes handles."""
     import ctypes
@@ -104,20 +98,31 @@ def _scipy_openblas():
                 continue
 
 
+def _openblas_function(name: str, argtypes: list, restype):
+    """OpenBLAS's `name` (e.g. "set_num_threads") in scipy's wheel, under the names
+    scipy-openblas (symbols prefixed, maybe 64-bit suffixed) and plain OpenBLAS builds
+    export it; None without such a library."""
+    for lib in _scipy_openblas():
+        for prefix in ("scipy_openblas_", "openblas_"):
+            for suffix in ("", "64_"):
+                fn = getattr(lib, prefix + name + suffix, None)
+                if fn is not None:
+                    fn.argtypes, fn.restype = argtypes, restype
+                    return fn
+    return None
+
+
 def set_threads(n: int) -> bool:
     """Set the thread count of the OpenBLAS that scipy's wheel bundles (loaded by
     `preload`) straight through its C setter. False when there is no such library (scipy
     linked against another BLAS): the caller then asks threadpoolctl, which finds any BLAS
     but costs ~12 ms of a warm cache hit to scan the process's libraries."""
     import ctypes
-    for lib in _scipy_openblas():
-        for symbol in _SETTERS:
-            setter = getattr(lib, symbol, None)
-            if setter is not None:
-                setter.argtypes, setter.restype = [ctypes.c_int], None
-                setter(n)
-                return True
-    return False
+    setter = _openblas_function("set_num_threads", [ctypes.c_int], None)
+    if setter is None:
+        return False
+    setter(n)
+    return True
 
 
 # OpenBLAS cores whose sgemm has the unpacked small-matrix kernels (SMALL_MATRIX_OPT,
@@ -137,14 +142,8 @@ def _openblas_string(function: str) -> str:
     """What OpenBLAS's `function` (get_config, get_corename) of scipy's wheel returns ("":
     no such library)."""
     import ctypes
-    for lib in _scipy_openblas():
-        for prefix in ("scipy_openblas_", "openblas_"):
-            for suffix in ("", "64_"):
-                fn = getattr(lib, prefix + function + suffix, None)
-                if fn is not None:
-                    fn.argtypes, fn.restype = [], ctypes.c_char_p
-                    return (fn() or b"").decode("ascii", "replace")
-    return ""
+    fn = _openblas_function(function, [], ctypes.c_char_p)
+    return (fn() or b"").decode("ascii", "replace") if fn is not None else ""
 
 
 @functools.cache

@@ -141,7 +141,8 @@ def conv(k: KernelSpec) -> None:
         # peak), within the scratch limit; then Y is copied out of Z image by image
         fit = COLS_LIMIT // max(v["P"] * max(v["CK"], v["Mg"]), 1)
         nb = min(N, -(-NCHW_GEMM_COLUMNS // v["P"]), fit)
-        if v["P"] >= 16 and blas.small_nn_rows(v["Mg"], v["CK"]):
+        small = blas.small_nn_rows(v["Mg"], v["CK"])
+        if v["P"] >= 16 and small:
             nb = 1  # images of 16 pixels or more run at full speed through the small kernel
         # many images: two threads take half the images each (own scratch), as the
         # gradients do (LeNet's conv1: 576 pixels, 0.6 -> 0.4 ms at batch 64, against the
@@ -155,7 +156,7 @@ def conv(k: KernelSpec) -> None:
         v["LD"] = v["NB"] * v["P"]
         v["flat"] = _flat(v)
         v["split"] = split
-        v["PC"] = blas.small_nn_rows(v["Mg"], v["CK"]) or PIXEL_CHUNK
+        v["PC"] = small or PIXEL_CHUNK
         v["gsplit"] = None  # one image's GEMM is split below, if at all
         if v["NB"] > 1 or split:
             threads = 1 + bool(split)
