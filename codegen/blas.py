@@ -158,17 +158,27 @@ def small_gemm_macs() -> int:
     return SMALL_KERNEL_MACS if core in _SMALL_KERNEL_CORES else 0
 
 
-def small_nn_rows(n: int, k: int) -> int:
-    """The most rows M, in multiples of 16, of an sgemm("N", "N") of N = `n` columns over
-    K = `k` that stay within the small-matrix kernel; 0 when not even 16 do."""
-    fit = small_gemm_macs() // max(n * k, 1) // 16 * 16
-    return fit if fit >= 16 else 0
-
-
-def small_tn_columns(m: int, k: int) -> int:
-    """The most columns N, in multiples of 8, of an sgemm("T", "N") of M = `m` rows over
-    K = `k` that stay within the small-matrix kernel; 0 when not even 8 do."""
+def small_block(transa: str, transb: str, other: int, k: int) -> int:
+    """The most rows M of a column-major sgemm(transa, transb) of N = `other` columns over
+    K = `k` that stay within the small-matrix kernel; its permit being symmetric in M and N,
+    equally the most columns given M = `other` rows. Multiples of 16 (the kernel's widest M
+    step), or of 8 for ("T", "N"), whose C is at most SMALL_TN_MAX_MN elements; 0 when not
+    even one such block fits (and for ("T", "T"), which has no small kernel)."""
+    if (transa, transb) == ("T", "T") or other < 1 or k < 1:
+        return 0
+    fit = small_gemm_macs() // (other * k)
+    if (transa, transb) != ("T", "N"):
+        fit = fit // 16 * 16
+        return fit if fit >= 16 else 0
     if k < SMALL_TN_MIN_K:
         return 0
-    fit = min(SMALL_TN_MAX_MN // max(m, 1), small_gemm_macs() // max(m * k, 1)) // 8 * 8
+    fit = min(fit, SMALL_TN_MAX_MN // other) // 8 * 8
     return fit if fit >= 8 else 0
+
+
+def small_rows(transa: str, transb: str, m: int, n: int, k: int) -> int:
+    """Rows per block in which an sgemm(transa, transb) of C[m, n] over K = `k` (column-major)
+    should run so that every block stays within the small-matrix kernel: small_block's, or 0
+    when the whole call already fits (or not even one block does)."""
+    fit = small_block(transa, transb, n, k)
+    return fit if fit < m else 0

@@ -15,7 +15,8 @@ import itertools
 import numpy as np
 
 from c2compile import config, core, workspace
-from c2compile.ops.schema import bind
+from c2compile.codegen.cython.render import plan_segment, render_kernel
+from c2compile.ops.schema import TensorType, bind
 from c2compile.runtime import reference
 from c2compile.runtime.compiled import CythonSegment, ReferenceSegment
 
@@ -132,3 +133,13 @@ def reference_run(net, feeds: dict) -> dict:
         return {b: workspace.FetchBlob(b) for b in workspace.Blobs()}
     finally:
         workspace.SwitchWorkspace(previous)
+
+
+def kernel_source(case: Case) -> str:
+    """The Cython body the case's op gets."""
+    names = [f"x{i}" for i in range(len(case.inputs))]
+    op = bind(core.CreateOperator(case.op_type, names, [f"y{j}" for j in range(case.outputs)],
+                                  **case.args), 0)
+    plan = plan_segment("s", [op], {n: TensorType(x.shape, x.dtype)
+                                    for n, x in zip(names, case.inputs)})
+    return render_kernel(plan.steps[0])

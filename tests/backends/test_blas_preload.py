@@ -105,6 +105,26 @@ def test_small_gemm_macs_follows_the_openblas_core_and_version(monkeypatch, conf
         blas.small_gemm_macs.cache_clear()
 
 
+@pytest.mark.parametrize("trans, m, n, k, block, rows", [
+    ("NN", 1000, 50, 500, 32, 32),    # 10^6 // 25000 = 40 rows: multiples of 16
+    ("NT", 800, 500, 64, 16, 16),     # 31 rows fit: 16
+    ("NN", 30, 50, 500, 32, 0),       # the whole call fits: no blocks
+    ("NN", 1000, 500, 500, 0, 0),     # not even 16 rows fit
+    ("TN", 500, 50, 512, 24, 24),     # C at most 1200 elements: 24 x 50
+    ("TN", 10, 64, 1568, 8, 8),       # 9 rows fit: multiples of 8
+    ("TN", 500, 50, 31, 0, 0),        # K under 32: no small TN kernel
+    ("TT", 500, 10, 10, 0, 0),        # no small TT kernel at all
+])
+def test_small_blocks_follow_the_small_kernels_permit(monkeypatch, trans, m, n, k, block,
+                                                      rows):
+    from c2compile.codegen import blas
+    monkeypatch.setattr(blas, "small_gemm_macs", lambda: 10**6)
+    assert blas.small_block(trans[0], trans[1], n, k) == block
+    assert blas.small_rows(trans[0], trans[1], m, n, k) == rows
+    monkeypatch.setattr(blas, "small_gemm_macs", lambda: 0)
+    assert blas.small_block(trans[0], trans[1], n, k) == 0
+
+
 def test_this_machines_openblas_is_described():
     """The real library answers: a version and a core name (so the rule above applies)."""
     from c2compile.codegen import blas

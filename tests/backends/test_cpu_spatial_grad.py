@@ -9,11 +9,8 @@ rule gives it (with or without bias, with or without dX). Many cases share one m
 import numpy as np
 from hypothesis import assume, given, settings, strategies as st
 
-from c2compile import core
-from c2compile.codegen.cython.render import plan_segment, render_kernel
-from c2compile.ops.schema import TensorType, bind
 from c2compile.ops.testing import run
-from tests.backends.cpu_harness import Case, check_cpu
+from tests.backends.cpu_harness import Case, check_cpu, kernel_source
 from tests.backends.test_cpu_spatial import (
     _cases, conv_case, conv_transpose_case, pool_case)
 
@@ -234,16 +231,6 @@ def test_small_images_skip_the_gather_with_the_small_sgemm_kernel(small_gemm):
     assert "in chunks of 32" in kernel_source(cases[0]) or not small_gemm
     assert "side by side" in kernel_source(cases[2])
     check_cpu(cases)
-
-
-def kernel_source(case: Case) -> str:
-    """The Cython body the case's op gets."""
-    names = [f"x{i}" for i in range(len(case.inputs))]
-    op = bind(core.CreateOperator(case.op_type, names, [f"y{j}" for j in range(case.outputs)],
-                                  **case.args), 0)
-    plan = plan_segment("s", [op], {n: TensorType(x.shape, x.dtype)
-                                    for n, x in zip(names, case.inputs)})
-    return render_kernel(plan.steps[0])
 
 
 def test_big_poolings_split_planes_between_two_threads():

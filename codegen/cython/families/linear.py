@@ -25,17 +25,29 @@ def _float32_only(k: KernelSpec) -> None:
 
 
 def gemm(M: int, N: int, K: int, a: str, ta: bool, b: str, tb: bool, c: str,
-         beta: str = "0.0") -> dict:
-    """sgemm arguments for row-major C[M,N] = op(A)[M,K] op(B)[K,N] (+ beta C).
+         beta: str = "0.0", split: tuple[str, int] | None = None) -> dict:
+    """sgemm arguments for row-major C[M,N] = op(A)[M,K] op(B)[K,N] (+ beta C), each thread's
+    part of it (`split`: _split_gemm) as one sgemm or as blocks of `rows` column-major rows.
 
     `a`, `b`, `c` are C expressions of the (row-major, contiguous) operands; A is stored M x K
     (K x M when `ta`), B is stored K x N (N x K when `tb`).
     """
-    return dict(transa="T" if tb else "N", transb="T" if ta else "N",
-                m=N, n=M, k=K, a=b, lda=max(1, K if tb else N), b=a, ldb=max(1, M if ta else K),
-                c=c, ldc=max(1, N), beta=beta, M=M, N=N, K=K,
-                row_a=1 if ta else K,   # elements from one row of op(A) to the next
-                col_b=K if tb else 1)   # and from one column of op(B) to the next
+    g = dict(transa="T" if tb else "N", transb="T" if ta else "N",
+             m=N, n=M, k=K, a=b, lda=max(1, K if tb else N), b=a, ldb=max(1, M if ta else K),
+             c=c, ldc=max(1, N), beta=beta, M=M, N=N, K=K,
+             row_a=1 if ta else K,   # elements from one row of op(A) to the next
+             col_b=K if tb else 1)   # and from one column of op(B) to the next
+    # A thread's sgemm too big for OpenBLAS's small-matrix kernel runs as blocks of rows of
+    # column-major C (columns of Y) that fit it, re-reading op(B) from cache. Single thread,
+    # whole call against blocks: 10x64x1568 ("T", "N"; the MLP's last FC) 45 -> 99 GFLOP/s,
+    # 400x500x64 ("N", "T"; LeNet's fc3 dW, per thread) 97 -> 115, 400x64x500 ("N", "N"; its
+    # dX) 88 -> 99, 1000x20x100 61 -> 112.
+    m, n = g["m"], g["n"]
+    if split:
+        at = split[1]
+        m, n = (max(at, N - at), n) if split[0] == "cols" else (m, max(at, M - at))
+    g["rows"] = blas.small_rows(g["transa"], g["transb"], m, n, K)
+    return g
 
 
 @kernel("FC", "FCTransposed", template="linear.pyx.j2", macro="FC", epilogues=("Relu",))
@@ -44,8 +56,8 @@ def fc(k: KernelSpec) -> None:
     _float32_only(k)
     transposed = k.op.type == "FCTransposed"
     M, K, N, _ = _fc_dims(k.op, k.ins[0].shape, k.ins[1].shape, k.ins[2].shape, transposed)
-    g = gemm(M, N, K, "i0", False, "i1", not transposed, "o0", beta="1.0")
     split = _split_gemm(M, N, K)
+    g = gemm(M, N, K, "i0", False, "i1", not transposed, "o0", beta="1.0", split=split)
     # Small batches (M <= SWAP_MAX_ROWS, fewer rows than columns, so a split is by columns):
     # C = X W^T column-major, X as OpenBLAS's A and W as its untransposed B, then copied into
     # Y with the bias and Relu; the default sgemm("T", "N") packs W transposed on every call.
@@ -56,7 +68,7 @@ def fc(k: KernelSpec) -> None:
         # in blocks of columns that OpenBLAS's small-matrix kernel takes, if it has one
         # (single thread: 64x8x1568 97 GFLOP/s, 64x16x784 100, against 83-90 for the
         # MLP's whole halves); each block is copied into Y while in cache
-        k.vars["NC"] = blas.small_tn_columns(M, K) or N
+        k.vars["NC"] = blas.small_block("T", "N", M, K) or N
     k.vars.update(M=M, K=K, N=N, transposed=transposed, split=split, g=g, swap=swap)
 
 
@@ -68,12 +80,13 @@ def fc_gradient(k: KernelSpec) -> None:
     M, K, N = _fc_grad_dims(k.op, k.ins[0].shape, k.ins[1].shape, k.ins[2].shape, transposed)
     # dW: K x N = X^T dY (FCTransposed) or N x K = dY^T X (FC); dX: M x K = dY op(W), with W
     # stored K x N (FCTransposed: op = ^T) or N x K.
-    gw = (gemm(K, N, M, "i0", True, "i2", False, "o0") if transposed
-          else gemm(N, K, M, "i2", True, "i0", False, "o0"))
-    gx = gemm(M, K, N, "i2", False, "i1", transposed, "o2")
+    split_w = _split_gemm(K, N, M) if transposed else _split_gemm(N, K, M)
+    split_x = _split_gemm(M, K, N)
+    gw = (gemm(K, N, M, "i0", True, "i2", False, "o0", split=split_w) if transposed
+          else gemm(N, K, M, "i2", True, "i0", False, "o0", split=split_w))
+    gx = gemm(M, K, N, "i2", False, "i1", transposed, "o2", split=split_x)
     k.vars.update(M=M, N=N, K=K, transposed=transposed, dx=len(k.outs) == 3,
-                  gw=gw, split_w=_split_gemm(gw["M"], gw["N"], M), gx=gx,
-                  split_x=_split_gemm(M, K, N),
+                  gw=gw, split_w=split_w, gx=gx, split_x=split_x,
                   db=k.scratch_buf(max(N, 1), np.float64).name)
 
 
@@ -118,8 +131,9 @@ def matmul(k: KernelSpec) -> None:
     (ra, ca), (rb, cb), (M, N) = _matmul_dims(k.op, k.ins[0].shape, k.ins[1].shape)
     ta, tb = bool(k.args.trans_a), bool(k.args.trans_b)
     K = ra if ta else ca
-    k.vars.update(M=M, N=N, K=K, g=gemm(M, N, K, "i0", ta, "i1", tb, "o0"),
-                  split=_split_gemm(M, N, K))
+    split = _split_gemm(M, N, K)
+    k.vars.update(M=M, N=N, K=K, g=gemm(M, N, K, "i0", ta, "i1", tb, "o0", split=split),
+                  split=split)
 
 
 def _batch_dims(out_batch, a_batch, b_batch, a_mat, b_mat, y_mat):

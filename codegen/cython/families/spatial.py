@@ -16,7 +16,7 @@ Lowering:
   BLAS gets a GEMM wide enough to run near peak; Y is then copied out of it. Many images
   (enough multiply-adds) are split between two threads, half each; there, big images
   stay one per sgemm, which writes Y in place. One image's sgemm runs in chunks of pixels
-  sized for OpenBLAS's unpacked small-matrix kernel where it has one (blas.small_nn_rows:
+  sized for OpenBLAS's unpacked small-matrix kernel where it has one (blas.small_block:
   103-111 GFLOP/s on one thread for SqueezeNet's and LeNet's shapes, against 55-98
   packed); with it, images of 16 pixels or more are never batched.
 * Conv, NHWC: the im2col rows are contiguous patches [(kernel tap, channel)], so one sgemm
@@ -34,7 +34,8 @@ Lowering:
   are chunks of one, read in place), then dX: Conv computes the columns' gradient
   W_g^T . dY_g with one sgemm and adds it back with col2im; ConvTranspose's dX is
   W_g . cols. Big problems split the images between two threads (own scratch, the second
-  thread's dW added at the end). db sums dY in double.
+  thread's dW added at the end). Where OpenBLAS has its small-matrix kernel, an sgemm too
+  big for it runs as blocks of rows that fit it (blas.small_rows). db sums dY in double.
 * MaxPoolGradient/AveragePoolGradient: direct loops over each output's window (clipped to
   the input): max hands dY to every input equal to the window's max, compared as float
   bits (no data-dependent branch, and none of the masked loads gcc 12 miscompiled: see
@@ -141,7 +142,7 @@ def conv(k: KernelSpec) -> None:
         # peak), within the scratch limit; then Y is copied out of Z image by image
         fit = COLS_LIMIT // max(v["P"] * max(v["CK"], v["Mg"]), 1)
         nb = min(N, -(-NCHW_GEMM_COLUMNS // v["P"]), fit)
-        small = blas.small_nn_rows(v["Mg"], v["CK"])
+        small = blas.small_block("N", "N", v["Mg"], v["CK"])
         if v["P"] >= 16 and small:
             nb = 1  # images of 16 pixels or more run at full speed through the small kernel
         # many images: two threads take half the images each (own scratch), as the
@@ -174,7 +175,7 @@ def conv(k: KernelSpec) -> None:
             split = _split_gemm(v["P"], v["Mg"], v["CK"], ONE_IMAGE_SPLIT_MACS)
             v["gsplit"] = split and ({"rows": "pixels", "cols": "channels"}[split[0]], split[1])
             if split and split[0] == "cols":
-                v["PC"] = blas.small_nn_rows(v["Mg"] - split[1], v["CK"]) or PIXEL_CHUNK
+                v["PC"] = blas.small_block("N", "N", v["Mg"] - split[1], v["CK"]) or PIXEL_CHUNK
             if not v["direct"]:
                 v["cols"] = k.scratch_buf(v["CK"] * v["P"]).name
     k.vars.update(v)
@@ -233,6 +234,16 @@ def _conv_grad(k: KernelSpec, g, C: int, M: int, transpose: bool) -> None:
         # at a time than on one sgemm over all 18 (dW: 20x25 over K = 576 vs 10368).
         v["NB"] = 1
     v["LD"] = v["NB"] * v["P"]
+    # sgemms too big for OpenBLAS's small-matrix kernel run as blocks of rows that fit it
+    # (LeNet's conv2, one thread, whole call against blocks: dW 500x50x512 ("T", "N") 82 ->
+    # 107 GFLOP/s in blocks of 24 rows, dcols 512x500x50 ("N", "T") 93 -> 110 in 32).
+    rows = blas.small_rows
+    if wa.channels_last:
+        v["rows_dw"], v["rows_dx"] = rows("N", "T", v["CK"], v["Mg"], v["LD"]), 0
+    else:
+        v["rows_dw"] = rows("T", "N", v["CK"], v["Mg"], v["LD"])
+        v["rows_dx"] = (rows("N", "N", v["LD"], v["Mg"], v["CK"]) if transpose
+                        else rows("N", "T", v["LD"], v["CK"], v["Mg"])) if dx else 0
     if not v["direct"]:
         v["cols"] = k.scratch_buf(threads * v["CK"] * v["LD"]).name
     if not wa.channels_last and v["NB"] > 1:  # dyt's rows of a chunk side by side (also ConvT's dX_g)
