@@ -158,22 +158,23 @@ def small_gemm_macs() -> int:
     return SMALL_KERNEL_MACS if core in _SMALL_KERNEL_CORES else 0
 
 
-def small_block(transa: str, transb: str, other: int, k: int) -> int:
+def small_block(transa: str, transb: str, other: int, k: int, columns: bool = False) -> int:
     """The most rows M of a column-major sgemm(transa, transb) of N = `other` columns over
-    K = `k` that stay within the small-matrix kernel; its permit being symmetric in M and N,
-    equally the most columns given M = `other` rows. Multiples of 16 (the kernel's widest M
-    step), or of 8 for ("T", "N"), whose C is at most SMALL_TN_MAX_MN elements; 0 when not
-    even one such block fits (and for ("T", "T"), which has no small kernel)."""
+    K = `k` that stay within the small-matrix kernel (with `columns`, the most columns N
+    given M = `other` rows: the permit is symmetric in M and N). Rows come in multiples of
+    16 (the kernel's widest M step), columns in multiples of 8, and both in multiples of 8
+    for ("T", "N"), whose C is at most SMALL_TN_MAX_MN elements; 0 when not even one such
+    block fits (and for ("T", "T"), which has no small kernel)."""
     if (transa, transb) == ("T", "T") or other < 1 or k < 1:
         return 0
     fit = small_gemm_macs() // (other * k)
-    if (transa, transb) != ("T", "N"):
-        fit = fit // 16 * 16
-        return fit if fit >= 16 else 0
-    if k < SMALL_TN_MIN_K:
-        return 0
-    fit = min(fit, SMALL_TN_MAX_MN // other) // 8 * 8
-    return fit if fit >= 8 else 0
+    step = 16 if (transa, transb) != ("T", "N") and not columns else 8
+    if (transa, transb) == ("T", "N"):
+        if k < SMALL_TN_MIN_K:
+            return 0
+        fit = min(fit, SMALL_TN_MAX_MN // other)
+    fit = fit // step * step
+    return fit if fit >= step else 0
 
 
 def small_rows(transa: str, transb: str, m: int, n: int, k: int) -> int:

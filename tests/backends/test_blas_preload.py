@@ -125,6 +125,17 @@ def test_small_blocks_follow_the_small_kernels_permit(monkeypatch, trans, m, n, 
     assert blas.small_block(trans[0], trans[1], n, k) == 0
 
 
+def test_small_columns_come_in_multiples_of_8(monkeypatch):
+    """Columns (the kernel's N) in multiples of 8, rows (its vector M) of 16: 64 pixels over
+    K = 576 take 27 channels, so 24; 16 rows would not fit in 27 either way."""
+    from c2compile.codegen import blas
+    monkeypatch.setattr(blas, "small_gemm_macs", lambda: 10**6)
+    assert blas.small_block("N", "N", 64, 576, columns=True) == 24
+    assert blas.small_block("N", "N", 64, 576) == 16
+    assert blas.small_block("N", "N", 64, 2000, columns=True) == 0   # 7 columns
+    assert blas.small_block("T", "N", 64, 500, columns=True) == 16   # C within 1200
+
+
 def test_this_machines_openblas_is_described():
     """The real library answers: a version and a core name (so the rule above applies)."""
     from c2compile.codegen import blas

@@ -195,7 +195,10 @@ def test_one_image_convs_run_in_pixel_chunks(small_gemm):
     (bias fill, sgemm, Relu per chunk), ragged last chunks included; one thread, pixels
     split, channels split with groups. Chunks are 512 pixels, or with OpenBLAS's small
     sgemm kernel the most multiples of 16 whose sgemm fits it (pixels x channels x CK <=
-    10^6: 18512 > 1444 pixels, 96 with 64 channels over 144, 416 with 300 over 8)."""
+    10^6: 18512 > 1444 pixels, 96 with 64 channels over 144, 416 with 300 over 8). Where
+    not even 16 pixels fit, chunks of 64 pixels go in blocks of channels that do (fire8's
+    expand3x3, 128 channels a thread over 576: 24; 300 channels over 256, one thread: 56,
+    the last block 20)."""
     rng = np.random.default_rng(5)
     r = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
     tol = dict(rtol=1e-4, atol=1e-4)
@@ -203,14 +206,20 @@ def test_one_image_convs_run_in_pixel_chunks(small_gemm):
              Case("Conv", [r(2, 16, 41, 43), r(64, 16, 3, 3), r(64)], dict(kernel=3, pad=1),
                   **tol),
              Case("Conv", [r(1, 16, 24, 24), r(1200, 8, 1, 1), r(1200)],
-                  dict(kernel=1, group=2), **tol)]
-    splits = [None, "pixels", "channels"]
-    chunks = [18512, 96, 416] if small_gemm else [512, 512, 512]
-    for c, axis, chunk in zip(cases, splits, chunks):
+                  dict(kernel=1, group=2), **tol),
+             Case("Conv", [r(1, 64, 13, 13), r(256, 64, 3, 3), r(256)], dict(kernel=3, pad=1),
+                  **tol),
+             Case("Conv", [r(1, 256, 5, 5), r(300, 256, 1, 1)], dict(kernel=1), **tol)]
+    splits = [None, "pixels", "channels", "channels", None]
+    chunks = [18512, 96, 416, 64, 64] if small_gemm else [512] * 5
+    channel_blocks = [None, None, None, 24, 56] if small_gemm else [None] * 5
+    for c, axis, chunk, block in zip(cases, splits, chunks, channel_blocks):
         src = kernel_source(c)
         assert f"in chunks of {chunk}" in src, c.args
         assert (axis is not None) == ("prange(2" in src), c.args
         assert axis is None or f"two threads take output {axis}" in src, c.args
+        assert (block is not None) == ("channels per sgemm" in src), c.args
+        assert block is None or f"# {block} channels per sgemm" in src, c.args
     check_cpu(cases)
 
 

@@ -68,7 +68,7 @@ def fc(k: KernelSpec) -> None:
         # in blocks of columns that OpenBLAS's small-matrix kernel takes, if it has one
         # (single thread: 64x8x1568 97 GFLOP/s, 64x16x784 100, against 83-90 for the
         # MLP's whole halves); each block is copied into Y while in cache
-        k.vars["NC"] = blas.small_block("T", "N", M, K) or N
+        k.vars["NC"] = blas.small_block("T", "N", M, K, columns=True) or N
     k.vars.update(M=M, K=K, N=N, transposed=transposed, split=split, g=g, swap=swap)
 
 

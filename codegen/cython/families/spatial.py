@@ -18,7 +18,9 @@ Lowering:
   stay one per sgemm, which writes Y in place. One image's sgemm runs in chunks of pixels
   sized for OpenBLAS's unpacked small-matrix kernel where it has one (blas.small_block:
   103-111 GFLOP/s on one thread for SqueezeNet's and LeNet's shapes, against 55-98
-  packed); with it, images of 16 pixels or more are never batched.
+  packed); with it, images of 16 pixels or more are never batched. Where even 16 pixels
+  are too many (hundreds of channels over a long K), chunks of SMALL_PIXELS pixels run in
+  blocks of channels that fit.
 * Conv, NHWC: the im2col rows are contiguous patches [(kernel tap, channel)], so one sgemm
   per group covers a whole chunk of images (Y rows are output pixels, ldc = M).
 * ConvTranspose: per image and group one sgemm gives the columns, then col2im accumulates
@@ -68,6 +70,11 @@ ONE_IMAGE_SPLIT_MACS = 1 << 21
 # (12321 pixels x 64 channels, K = 27), interleaved: 0.47 ms whole, 0.35 ms from 128 to
 # 512 pixels a chunk (W_g is re-packed per chunk: 1/PIXEL_CHUNK of the work).
 PIXEL_CHUNK = 512
+# One image per sgemm, too many output channels for OpenBLAS's small-matrix kernel to take
+# even 16 pixels: pixel chunks of this size, each in blocks of channels that fit it. Single
+# thread, 169 pixels x 128 channels over 576: 64 x 24 blocks 112 GFLOP/s, 32 x 54 111,
+# 16 x 104 110, 128 x 8 106 (unblocked, packed: 92).
+SMALL_PIXELS = 64
 # Conv gradients: a chunk's column matrix holds at most this many floats (1 MiB: it is
 # written by im2col, read by the dW sgemm, overwritten by dX's and read by col2im, so it
 # should stay in cache).
@@ -158,6 +165,7 @@ def conv(k: KernelSpec) -> None:
         v["flat"] = _flat(v)
         v["split"] = split
         v["PC"] = small or PIXEL_CHUNK
+        v["CB"] = 0  # output channels per sgemm (0: all of a thread's)
         v["gsplit"] = None  # one image's GEMM is split below, if at all
         if v["NB"] > 1 or split:
             threads = 1 + bool(split)
@@ -174,8 +182,17 @@ def conv(k: KernelSpec) -> None:
             # 13x13 layers, where W_g is 2-6x the column matrix). Its im2col is split too.
             split = _split_gemm(v["P"], v["Mg"], v["CK"], ONE_IMAGE_SPLIT_MACS)
             v["gsplit"] = split and ({"rows": "pixels", "cols": "channels"}[split[0]], split[1])
-            if split and split[0] == "cols":
-                v["PC"] = blas.small_block("N", "N", v["Mg"] - split[1], v["CK"]) or PIXEL_CHUNK
+            channels = v["Mg"] - split[1] if split and split[0] == "cols" else v["Mg"]
+            small = blas.small_block("N", "N", channels, v["CK"])
+            v["PC"] = small or PIXEL_CHUNK
+            if not small:
+                # too many channels for even 16 pixels: blocks of SMALL_PIXELS pixels by as
+                # many channels as fit (SqueezeNet's conv10 and fire8/9 expand3x3, per
+                # thread, one thread: 169x500x512 99 -> 111 GFLOP/s in 64x24 blocks,
+                # 169x128x576 92 -> 112)
+                cb = blas.small_block("N", "N", SMALL_PIXELS, v["CK"], columns=True)
+                if cb:
+                    v["PC"], v["CB"] = SMALL_PIXELS, cb
             if not v["direct"]:
                 v["cols"] = k.scratch_buf(v["CK"] * v["P"]).name
     k.vars.update(v)
