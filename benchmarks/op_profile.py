@@ -37,21 +37,23 @@ def best_time(fn, runs: int) -> float:
 
 
 def _setup(name: str, batch: int | None):
-    """(the net to profile, its feeds) with the model's parameters in the workspace."""
+    """(the model, the net to profile, its feeds) with the model's parameters in the
+    workspace."""
     from benchmarks import models
     if name == "lenet_train":
         model = models.lenet_train(batch or 64)
         workspace.RunNetOnce(model.init)
-        return model.train, {"data": model.data, "label": model.label}
+        return model, model.train, {"data": model.data, "label": model.label}
     build = {"lenet": models.lenet, "mlp": models.mlp, "squeezenet": models.squeezenet}[name]
     model = build(**({"batch": batch} if batch else {}))
     for blob, value in models.run_init(model.init).items():
         workspace.FeedBlob(blob, value)
-    return model.predict, model.inputs
+    return model, model.predict, model.inputs
 
 
-def onnxruntime_nodes(name: str, batch: int | None, runs: int) -> list[tuple[float, str]]:
-    """[(best kernel seconds, "OpType node"), ...] from onnxruntime's profiler on the model."""
+def onnxruntime_nodes(model, runs: int) -> list[tuple[float, str]]:
+    """[(best kernel seconds, "OpType node"), ...] from onnxruntime's profiler on an
+    inference model of benchmarks/models.py."""
     import tempfile
 
     import onnxruntime as ort
@@ -59,8 +61,6 @@ def onnxruntime_nodes(name: str, batch: int | None, runs: int) -> list[tuple[flo
 
     from benchmarks import models
     from benchmarks.run import THREADS
-    build = {"lenet": models.lenet, "mlp": models.mlp, "squeezenet": models.squeezenet}[name]
-    model = build(**({"batch": batch} if batch else {}))
     x = model.inputs["data"]
     tnet = models.TorchNet(model.predict, model.params()).eval()
     onnx_bytes = models.export_onnx(tnet, [torch.from_numpy(x)], ["data"], model.outputs)
@@ -107,7 +107,7 @@ def main(argv=None) -> None:
 
     workspace.SwitchWorkspace("op-profile", True)
     workspace.ResetWorkspace()
-    net, feeds = _setup(args.model, args.batch)
+    model, net, feeds = _setup(args.model, args.batch)
     for blob, value in feeds.items():
         workspace.FeedBlob(blob, value)
     workspace.CreateNet(net)
@@ -124,7 +124,7 @@ def main(argv=None) -> None:
     _print_rows(sorted(rows, reverse=True), args.top, "ops")
     if args.onnxruntime:
         print(f"\nonnxruntime, best kernel time per node over {args.runs} runs:")
-        _print_rows(onnxruntime_nodes(args.model, args.batch, args.runs), args.top, "nodes")
+        _print_rows(onnxruntime_nodes(model, args.runs), args.top, "nodes")
 
 
 if __name__ == "__main__":

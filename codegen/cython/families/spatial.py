@@ -182,9 +182,9 @@ def conv(k: KernelSpec) -> None:
             # 13x13 layers, where W_g is 2-6x the column matrix). Its im2col is split too.
             split = _split_gemm(v["P"], v["Mg"], v["CK"], ONE_IMAGE_SPLIT_MACS)
             v["gsplit"] = split and ({"rows": "pixels", "cols": "channels"}[split[0]], split[1])
-            channels = v["Mg"] - split[1] if split and split[0] == "cols" else v["Mg"]
-            small = blas.small_block("N", "N", channels, v["CK"])
-            v["PC"] = small or PIXEL_CHUNK
+            if split and split[0] == "cols":  # each thread's sgemm has half the channels
+                small = blas.small_block("N", "N", v["Mg"] - split[1], v["CK"])
+                v["PC"] = small or PIXEL_CHUNK
             if not small:
                 # too many channels for even 16 pixels: blocks of SMALL_PIXELS pixels by as
                 # many channels as fit (SqueezeNet's conv10 and fire8/9 expand3x3, per
